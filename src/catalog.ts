@@ -1,0 +1,136 @@
+/**
+ * The catalog: every image this module builds, as data. A target in the
+ * Dockerfile carries the image's name; groups select images like buildx bake.
+ */
+
+export const IMAGE_NAMES = [
+  "slurmctld",
+  "slurmd",
+  "slurmdbd",
+  "slurmrestd",
+  "sackd",
+  "login",
+  "slurmd-pyxis",
+  "login-pyxis",
+] as const;
+export type ImageName = (typeof IMAGE_NAMES)[number];
+
+export const GROUP_NAMES = ["core", "extras", "all"] as const;
+export type GroupName = (typeof GROUP_NAMES)[number];
+
+/** Downloads an image needs besides the Slurm source and the base image. */
+export const INPUT_NAMES = ["pyxis", "enroot", "enrootCaps", "kubectl", "nvidiaKey"] as const;
+export type InputName = (typeof INPUT_NAMES)[number];
+
+export interface ImageSpec {
+  readonly name: ImageName;
+  /** Target in dockerfiles/<family>/Dockerfile. */
+  readonly target: string;
+  readonly title: string;
+  readonly description: string;
+  readonly group: Exclude<GroupName, "all">;
+  /** The image whose stage this one is built on, if any. */
+  readonly buildsOn: ImageName | null;
+  /** Pinned downloads the target's stages fetch (the Slurm source is always fetched). */
+  readonly inputs: readonly InputName[];
+}
+
+const PYXIS_INPUTS: readonly InputName[] = ["pyxis", "enroot", "enrootCaps", "nvidiaKey"];
+
+export const IMAGES: readonly ImageSpec[] = [
+  {
+    name: "slurmctld",
+    target: "slurmctld",
+    title: "Slurm Control Plane",
+    description: "slurmctld, the central management daemon of a Slurm cluster",
+    group: "core",
+    buildsOn: null,
+    inputs: [],
+  },
+  {
+    name: "slurmd",
+    target: "slurmd",
+    title: "Slurm Worker Agent",
+    description: "slurmd, the compute node daemon that runs jobs",
+    group: "core",
+    buildsOn: null,
+    inputs: [],
+  },
+  {
+    name: "slurmdbd",
+    target: "slurmdbd",
+    title: "Slurm Database Agent",
+    description: "slurmdbd, the accounting database daemon",
+    group: "core",
+    buildsOn: null,
+    inputs: [],
+  },
+  {
+    name: "slurmrestd",
+    target: "slurmrestd",
+    title: "Slurm REST API Agent",
+    description: "slurmrestd, the Slurm REST API daemon",
+    group: "core",
+    buildsOn: null,
+    inputs: [],
+  },
+  {
+    name: "sackd",
+    target: "sackd",
+    title: "Slurm Auth/Cred Server",
+    description: "sackd, the authentication and credential daemon for login nodes",
+    group: "core",
+    buildsOn: null,
+    inputs: ["kubectl"],
+  },
+  {
+    name: "login",
+    target: "login",
+    title: "Slurm Login Container",
+    description: "A Slurm login node for workload submission",
+    group: "core",
+    buildsOn: "sackd",
+    inputs: ["kubectl"],
+  },
+  {
+    name: "slurmd-pyxis",
+    target: "slurmd-pyxis",
+    title: "Slurm Worker Agent with Pyxis",
+    description: "slurmd with the NVIDIA Pyxis plugin and enroot for GPU container jobs",
+    group: "extras",
+    buildsOn: "slurmd",
+    inputs: PYXIS_INPUTS,
+  },
+  {
+    name: "login-pyxis",
+    target: "login-pyxis",
+    title: "Slurm Login Container with Pyxis",
+    description: "The login container with the NVIDIA Pyxis plugin and enroot",
+    group: "extras",
+    buildsOn: "login",
+    inputs: ["kubectl", ...PYXIS_INPUTS],
+  },
+];
+
+/** Thrown for any input outside the catalog; the message lists the valid values. */
+export class InvalidInputError extends Error {
+  constructor(what: string, value: string, valid: readonly string[]) {
+    super(`unknown ${what} ${JSON.stringify(value)}: valid values are ${valid.join(", ")}`);
+    this.name = "InvalidInputError";
+  }
+}
+
+/** The catalog entry of one image. */
+export function imageSpec(name: string): ImageSpec {
+  const spec = IMAGES.find((image) => image.name === name);
+  if (!spec) throw new InvalidInputError("image", name, IMAGE_NAMES);
+  return spec;
+}
+
+/** The images of a group, in catalog order (an image always after the one it builds on). */
+export function imagesOf(group: string): ImageSpec[] {
+  if (!(GROUP_NAMES as readonly string[]).includes(group)) {
+    throw new InvalidInputError("group", group, GROUP_NAMES);
+  }
+  return IMAGES.filter((image) => group === "all" || image.group === group);
+}

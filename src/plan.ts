@@ -1,0 +1,237 @@
+/**
+ * The plan: from the user's inputs and the manifest to what would be built,
+ * with which build arguments and labels, under which references. Pure data,
+ * no engine: `plan`, `build` and the local harness all start here.
+ */
+import { type GroupName, type ImageSpec, type InputName, imageSpec, imagesOf, InvalidInputError } from "./catalog.js";
+import type { Download, Flavor, Manifest } from "./manifest.js";
+import { type BranchTags, branchTags, refSlug, sha8 } from "./tags.js";
+
+export interface Selection {
+  /** Slurm release line (25.11) or its pinned patch release (25.11.2). */
+  readonly slurmVersion?: string;
+  readonly flavor?: string;
+  /** A group; ignored when `image` is given. */
+  readonly group?: string;
+  readonly image?: string;
+}
+
+export interface Resolved {
+  readonly line: string;
+  readonly slurm: Download;
+  readonly flavorName: string;
+  readonly flavor: Flavor;
+  /** The group asked for, or null when one image was asked for. */
+  readonly group: GroupName | null;
+  /** Catalog order: an image always after the one it builds on. */
+  readonly images: readonly ImageSpec[];
+}
+
+/** Resolves the user's choices against the manifest and the catalog, refusing unknown values. */
+export function resolve(manifest: Manifest, selection: Selection = {}): Resolved {
+  const asked = selection.slurmVersion ?? manifest.defaults.slurmVersion;
+  const line = Object.keys(manifest.slurm).find(
+    (key) => key === asked || manifest.slurm[key]?.version === asked,
+  );
+  const slurm = line === undefined ? undefined : manifest.slurm[line];
+  if (line === undefined || slurm === undefined) {
+    const valid = Object.entries(manifest.slurm).flatMap(([key, release]) => [key, release.version]);
+    throw new InvalidInputError("Slurm version", asked, valid);
+  }
+  const flavorName = selection.flavor ?? manifest.defaults.flavor;
+  const flavor = manifest.flavors[flavorName];
+  if (flavor === undefined) throw new InvalidInputError("flavor", flavorName, Object.keys(manifest.flavors));
+  if (selection.image !== undefined) {
+    return { line, slurm, flavorName, flavor, group: null, images: [imageSpec(selection.image)] };
+  }
+  const group = (selection.group ?? manifest.defaults.group) as GroupName;
+  return { line, slurm, flavorName, flavor, group, images: imagesOf(group) };
+}
+
+/** The downloads an image's build fetches, by name. */
+export function downloadsOf(manifest: Manifest, resolved: Resolved, image: ImageSpec): Record<string, Download> {
+  const inputs = Object.fromEntries(image.inputs.map((name: InputName) => [name, manifest.inputs[name]]));
+  return { slurm: resolved.slurm, ...inputs };
+}
+
+export class MissingChecksumError extends Error {
+  constructor(missing: readonly string[]) {
+    super(
+      `no sha256 is pinned for ${missing.join(", ")}: refusing to build with an unchecked download. ` +
+        "Supply the checksum in a site manifest (dagger call --manifest site.json ...), e.g. " +
+        '{"inputs": {"kubectl": {"sha256": "<64 hex>"}}}',
+    );
+    this.name = "MissingChecksumError";
+  }
+}
+
+/** Names of the downloads the resolved images need whose sha256 is not known, e.g. "inputs.kubectl". */
+export function missingChecksums(manifest: Manifest, resolved: Resolved): string[] {
+  const missing = new Set<string>();
+  for (const image of resolved.images) {
+    for (const [name, download] of Object.entries(downloadsOf(manifest, resolved, image))) {
+      if (download.sha256 === null) missing.add(name === "slurm" ? `slurm.${resolved.line}` : `inputs.${name}`);
+    }
+  }
+  return [...missing];
+}
+
+/** Refuses, before anything is built, a build that would fetch an unchecked download. */
+export function requireChecksums(manifest: Manifest, resolved: Resolved): void {
+  const missing = missingChecksums(manifest, resolved);
+  if (missing.length > 0) throw new MissingChecksumError(missing);
+}
+
+/** The base image reference, by digest when one is pinned. */
+export function baseImageRef(flavor: Flavor): string {
+  return flavor.baseDigest ? `${flavor.baseImage}@${flavor.baseDigest}` : flavor.baseImage;
+}
+
+/** The Dockerfile's build arguments. An unknown checksum is passed empty, so that download fails. */
+export function buildArgs(manifest: Manifest, resolved: Resolved): Record<string, string> {
+  const { pyxis, enroot, enrootCaps, kubectl, nvidiaKey } = manifest.inputs;
+  return {
+    BASE_IMAGE: baseImageRef(resolved.flavor),
+    SLURM_VERSION: resolved.slurm.version,
+    SLURM_URL: resolved.slurm.url,
+    SLURM_SHA256: resolved.slurm.sha256 ?? "",
+    PYXIS_VERSION: pyxis.version,
+    PYXIS_URL: pyxis.url,
+    PYXIS_SHA256: pyxis.sha256 ?? "",
+    ENROOT_VERSION: enroot.version,
+    ENROOT_URL: enroot.url,
+    ENROOT_SHA256: enroot.sha256 ?? "",
+    ENROOT_CAPS_URL: enrootCaps.url,
+    ENROOT_CAPS_SHA256: enrootCaps.sha256 ?? "",
+    KUBECTL_VERSION: kubectl.version,
+    KUBECTL_URL: kubectl.url,
+    KUBECTL_SHA256: kubectl.sha256 ?? "",
+    NVIDIA_KEY_URL: nvidiaKey.url,
+    NVIDIA_KEY_SHA256: nvidiaKey.sha256 ?? "",
+    NVIDIA_REPO_URL: manifest.nvidiaToolkit.repository,
+    NVIDIA_TOOLKIT_VERSION: manifest.nvidiaToolkit.version,
+  };
+}
+
+export interface Provenance {
+  /** The commit the image is built from. */
+  readonly revision?: string;
+  /** RFC 3339 time of the build (or of the commit, for reproducible labels). */
+  readonly created?: string;
+}
+
+/** The OCI labels of one image; provenance labels only when known. */
+export function imageLabels(
+  manifest: Manifest,
+  resolved: Resolved,
+  image: ImageSpec,
+  provenance: Provenance = {},
+): Record<string, string> {
+  const oci = "org.opencontainers.image";
+  const labels: Record<string, string> = {
+    [`${oci}.title`]: image.title,
+    [`${oci}.description`]: image.description,
+    [`${oci}.version`]: resolved.slurm.version,
+    [`${oci}.vendor`]: manifest.project.vendor,
+    [`${oci}.source`]: manifest.project.source,
+    [`${oci}.documentation`]: manifest.project.documentation,
+    [`${oci}.licenses`]: manifest.project.licenses,
+    [`${oci}.base.name`]: resolved.flavor.baseImage,
+  };
+  if (resolved.flavor.baseDigest) labels[`${oci}.base.digest`] = resolved.flavor.baseDigest;
+  if (provenance.revision) labels[`${oci}.revision`] = provenance.revision;
+  if (provenance.created) labels[`${oci}.created`] = provenance.created;
+  return labels;
+}
+
+/** Where a run pushes: all three optional together make a local build. */
+export interface Destination {
+  readonly branch?: string;
+  readonly sha?: string;
+  readonly registry?: string;
+  readonly defaultBranch?: string;
+}
+
+/** A registry path images are pushed under, e.g. registry.example.com:5000/group/project. */
+export const REGISTRY_PATTERN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*$/;
+
+export function checkRegistry(registry: string): string {
+  const trimmed = registry.replace(/\/+$/, "");
+  if (!REGISTRY_PATTERN.test(trimmed)) {
+    throw new InvalidInputError("registry", registry, [
+      "a lowercase registry host[:port] with an optional path, e.g. registry.gitlab.com/group/project",
+    ]);
+  }
+  return trimmed;
+}
+
+/** The tags of a run, or null for a local build; refuses half-given destinations. */
+export function runTags(resolved: Resolved, destination: Destination): BranchTags | null {
+  const { branch, sha, registry } = destination;
+  if (!branch) {
+    if (sha || registry) throw new Error("--sha and --registry need --branch: name the branch the images are built from");
+    return null;
+  }
+  if (!sha) throw new Error("--branch needs --sha: the commit the images are built from");
+  if (!registry) throw new Error("--branch needs --registry: where the images are pushed");
+  return branchTags({
+    line: resolved.line,
+    flavor: resolved.flavorName,
+    branch,
+    sha,
+    defaultBranch: destination.defaultBranch ?? "main",
+  });
+}
+
+export interface PlannedImage {
+  readonly name: string;
+  readonly target: string;
+  readonly title: string;
+  readonly group: string;
+  readonly buildsOn: string | null;
+  /** Every reference this run pushes or tags, commit tag first. */
+  readonly references: string[];
+  /** Production references this run moves after every image is checked. */
+  readonly promotes: string[];
+}
+
+export interface PlanDocument {
+  readonly slurm: { line: string; version: string; url: string; sha256: string | null };
+  readonly flavor: { name: string; family: string; baseImage: string };
+  readonly group: string | null;
+  readonly branch: string | null;
+  readonly slug: string | null;
+  readonly sha8: string | null;
+  readonly defaultBranch: string;
+  readonly registry: string | null;
+  readonly missingChecksums: string[];
+  readonly images: PlannedImage[];
+}
+
+/** What a run would build and push, without building anything. */
+export function plan(manifest: Manifest, selection: Selection, destination: Destination = {}): PlanDocument {
+  const resolved = resolve(manifest, selection);
+  const registry = destination.registry ? checkRegistry(destination.registry) : undefined;
+  const tags = runTags(resolved, { ...destination, registry });
+  const ref = (image: string, tag: string) => `${registry}/${image}:${tag}`;
+  return {
+    slurm: { line: resolved.line, ...resolved.slurm, checksumSource: undefined } as PlanDocument["slurm"],
+    flavor: { name: resolved.flavorName, family: resolved.flavor.family, baseImage: baseImageRef(resolved.flavor) },
+    group: resolved.group,
+    branch: destination.branch ?? null,
+    slug: destination.branch ? refSlug(destination.branch) : null,
+    sha8: destination.sha ? sha8(destination.sha) : null,
+    defaultBranch: destination.defaultBranch ?? "main",
+    registry: registry ?? null,
+    missingChecksums: missingChecksums(manifest, resolved),
+    images: resolved.images.map((image) => ({
+      name: image.name,
+      target: image.target,
+      title: image.title,
+      group: image.group,
+      buildsOn: image.buildsOn,
+      references: tags ? [ref(image.name, tags.commit), ref(image.name, tags.branchLatest)] : [],
+      promotes: tags?.production ? [ref(image.name, tags.production)] : [],
+    })),
+  };
+}
