@@ -15,6 +15,11 @@ export const DownloadSchema = z.strictObject({
   version: z.string().min(1),
   url: httpUrl,
   sha256: sha256.nullable(),
+  /** For a signing key: its OpenPGP fingerprint, checked when no sha256 is pinned. */
+  fingerprint: z
+    .string()
+    .regex(/^[0-9A-F]{40}$/, "must be 40 uppercase hex characters")
+    .optional(),
   /** Where the checksum comes from, or why it is missing. */
   checksumSource: z.string().optional(),
 });

@@ -65,12 +65,15 @@ export class MissingChecksumError extends Error {
   }
 }
 
-/** Names of the downloads the resolved images need whose sha256 is not known, e.g. "inputs.kubectl". */
+/**
+ * Names of the downloads the resolved images need that nothing pins (no
+ * sha256, nor a fingerprint for a key), e.g. "inputs.kubectl".
+ */
 export function missingChecksums(manifest: Manifest, resolved: Resolved): string[] {
   const missing = new Set<string>();
   for (const image of resolved.images) {
     for (const [name, download] of Object.entries(downloadsOf(manifest, resolved, image))) {
-      if (download.sha256 === null) missing.add(name === "slurm" ? `slurm.${resolved.line}` : `inputs.${name}`);
+      if (download.sha256 === null && !download.fingerprint) missing.add(name === "slurm" ? `slurm.${resolved.line}` : `inputs.${name}`);
     }
   }
   return [...missing];
@@ -108,6 +111,7 @@ export function buildArgs(manifest: Manifest, resolved: Resolved): Record<string
     KUBECTL_SHA256: kubectl.sha256 ?? "",
     NVIDIA_KEY_URL: nvidiaKey.url,
     NVIDIA_KEY_SHA256: nvidiaKey.sha256 ?? "",
+    NVIDIA_KEY_FINGERPRINT: nvidiaKey.fingerprint ?? "",
     NVIDIA_REPO_URL: manifest.nvidiaToolkit.repository,
     NVIDIA_TOOLKIT_VERSION: manifest.nvidiaToolkit.version,
   };
@@ -215,7 +219,7 @@ export function plan(manifest: Manifest, selection: Selection, destination: Dest
   const tags = runTags(resolved, { ...destination, registry });
   const ref = (image: string, tag: string) => `${registry}/${image}:${tag}`;
   return {
-    slurm: { line: resolved.line, ...resolved.slurm, checksumSource: undefined } as PlanDocument["slurm"],
+    slurm: { line: resolved.line, version: resolved.slurm.version, url: resolved.slurm.url, sha256: resolved.slurm.sha256 },
     flavor: { name: resolved.flavorName, family: resolved.flavor.family, baseImage: baseImageRef(resolved.flavor) },
     group: resolved.group,
     branch: destination.branch ?? null,
