@@ -1,0 +1,181 @@
+/**
+ * The run report: one JSON document and its Markdown rendering, written by
+ * `ci` (and by `publish`/`promote`) for the job's artifacts. Every string in
+ * it passes through the secret scrubber before it is rendered.
+ */
+import { secrets, type SecretScrubber } from "./log.js";
+
+/** One tag moved (or restored) by promotion. */
+export interface TagMove {
+  image: string;
+  /** The production reference, e.g. registry/group/project/slurmd:25.11-ubuntu24.04-latest. */
+  ref: string;
+  /** Digest before the move; null when the tag did not exist. */
+  from: string | null;
+  to: string | null;
+}
+
+export interface PromotionResult {
+  /** False when promotion did not apply (not the default branch, or nothing pushed). */
+  attempted: boolean;
+  /** True when every production tag now points at this run's digest. */
+  promoted: boolean;
+  reason: string;
+  moved: TagMove[];
+  /** Already at this run's digest (a re-run of the same commit). */
+  unchanged: TagMove[];
+  /** Moved, then put back after a later failure. */
+  rolledBack: TagMove[];
+  /** Moved and could not be put back: these need a hand. */
+  notRestored: (TagMove & { why: string })[];
+  failed: { image: string; error: string }[];
+}
+
+export interface ImageReport {
+  image: string;
+  /** Build and smoke test passed (null: not run). */
+  built: boolean | null;
+  buildMs: number | null;
+  pushed: boolean;
+  /** Every reference that now points at `digest`: commit tag, branch -latest, production if promoted. */
+  references: string[];
+  digest: string | null;
+  mediaType: string | null;
+  /** Config plus compressed layers, as the registry stores them. */
+  sizeBytes: number | null;
+  publishMs: number | null;
+  promoted: boolean;
+  error: string | null;
+}
+
+export interface RunContext {
+  branch: string;
+  commitSha: string;
+  defaultBranch: string;
+  pipelineSource: string;
+  registry: string;
+  slurmVersion: string;
+  flavor: string;
+  group: string;
+}
+
+export type RunMode = "build-only" | "publish" | "publish-and-promote";
+
+export interface Report {
+  schemaVersion: 1;
+  ok: boolean;
+  mode: RunMode;
+  /** One sentence: what happened. */
+  summary: string;
+  context: RunContext;
+  tags: { commit: string; branchLatest: string; production: string | null } | null;
+  images: ImageReport[];
+  promotion: PromotionResult | null;
+  errors: string[];
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+}
+
+/** An empty image row. */
+export function imageRow(image: string): ImageReport {
+  return {
+    image,
+    built: null,
+    buildMs: null,
+    pushed: false,
+    references: [],
+    digest: null,
+    mediaType: null,
+    sizeBytes: null,
+    publishMs: null,
+    promoted: false,
+    error: null,
+  };
+}
+
+/** The report as pretty JSON, scrubbed of every registered secret. */
+export function renderJson(report: Report, scrubber: SecretScrubber = secrets): string {
+  return `${scrubber.scrub(JSON.stringify(report, null, 2))}\n`;
+}
+
+function cell(text: string | null | undefined): string {
+  return (text ?? "").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+}
+
+function seconds(ms: number | null): string {
+  return ms === null ? "-" : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function formatBytes(bytes: number | null): string {
+  if (bytes === null) return "-";
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The report as a Markdown summary, scrubbed of every registered secret. */
+export function renderMarkdown(report: Report, scrubber: SecretScrubber = secrets): string {
+  const c = report.context;
+  const lines: string[] = [];
+  lines.push(`# slinky-containers run: ${report.ok ? "OK" : "FAILED"}`, "");
+  lines.push(report.summary, "");
+  lines.push(
+    `- Mode: ${report.mode}`,
+    `- Branch: ${c.branch || "(none: merge-request or tag pipeline)"} (default ${c.defaultBranch}), pipeline source ${c.pipelineSource || "-"}`,
+    `- Commit: ${c.commitSha || "-"}`,
+    `- Slurm ${c.slurmVersion}, flavor ${c.flavor}, group ${c.group}`,
+    `- Registry: ${c.registry || "-"}`,
+    `- Duration: ${seconds(report.durationMs)} (${report.startedAt} to ${report.finishedAt})`,
+  );
+  if (report.tags) {
+    lines.push(
+      `- Tags: \`${report.tags.commit}\`, \`${report.tags.branchLatest}\`` +
+        (report.tags.production ? `, production \`${report.tags.production}\`` : ""),
+    );
+  }
+  lines.push("", "| image | built | pushed | digest | size | build | publish | promoted |", "|---|---|---|---|---|---|---|---|");
+  for (const i of report.images) {
+    const built = i.built === null ? "-" : i.built ? "yes" : "**no**";
+    lines.push(
+      `| ${cell(i.image)} | ${built} | ${i.pushed ? "yes" : "no"} | ${i.digest ? `\`${i.digest.slice(0, 19)}\`` : "-"} | ` +
+        `${formatBytes(i.sizeBytes)} | ${seconds(i.buildMs)} | ${seconds(i.publishMs)} | ${i.promoted ? "yes" : "no"} |`,
+    );
+  }
+  const refs = report.images.filter((i) => i.references.length > 0);
+  if (refs.length > 0) {
+    lines.push("", "## References", "");
+    for (const i of refs) {
+      for (const ref of i.references) lines.push(`- \`${ref}\`${i.digest ? ` -> \`${i.digest}\`` : ""}`);
+    }
+  }
+  const p = report.promotion;
+  if (p) {
+    lines.push("", "## Promotion", "", `${p.promoted ? "Promoted" : "Not promoted"}: ${p.reason}`);
+    const moves = (title: string, list: TagMove[]) => {
+      if (list.length === 0) return;
+      lines.push("", `${title}:`);
+      for (const m of list) lines.push(`- \`${m.ref}\`: ${m.from ?? "(new)"} -> ${m.to ?? "(deleted)"}`);
+    };
+    moves("Moved", p.moved);
+    moves("Already there", p.unchanged);
+    moves("Rolled back", p.rolledBack);
+    if (p.notRestored.length > 0) {
+      lines.push("", "NOT restored (fix by hand):");
+      for (const m of p.notRestored) lines.push(`- \`${m.ref}\` left at ${m.to}: ${cell(m.why)}`);
+    }
+  }
+  const failures = report.images.filter((i) => i.error);
+  if (failures.length > 0 || report.errors.length > 0) {
+    lines.push("", "## Failures", "");
+    for (const i of failures) lines.push(`- ${i.image}: ${cell(i.error)}`);
+    for (const e of report.errors) lines.push(`- ${cell(e)}`);
+  }
+  return `${scrubber.scrub(lines.join("\n"))}\n`;
+}
