@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test command needs on a fresh machine: Debian packages for
+# the real BuildKit, registry and stand-in builds, then the npm dependencies.
+set -euo pipefail
+
+packages=(
+  docker.io        # dockerd 20.10 + BuildKit for the image harness
+  debootstrap      # the debian13 base image, made from the machine's apt mirror
+  docker-registry  # a real registry (distribution 2.8) on loopback
+  apache2-utils    # htpasswd for the registry's basic auth
+  skopeo           # cross-checks what the registry holds
+  shellcheck       # every shell script passes it
+  gnupg            # signs the stand-in NVIDIA apt repository
+  dpkg-dev         # builds the stand-in .debs
+  apt-utils        # apt-ftparchive for the stand-in apt repository
+  gcc              # compiles the stand-in pyxis and kubectl
+  curl
+  ca-certificates
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cd "$(dirname "$0")/.."
+npm ci --no-audit --no-fund
