@@ -164,7 +164,7 @@ export async function slurmSource(): Promise<string> {
   const partial = `${target}.partial`;
   const out = createWriteStream(partial);
   for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    if (!out.write(chunk)) await new Promise((resolve) => out.once("drain", resolve));
+    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
   }
   await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
   if (!(await check(partial))) {
