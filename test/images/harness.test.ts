@@ -33,4 +33,17 @@ describe("image harness pieces", () => {
       await server.close();
     }
   }, 120_000);
+
+  it("falls back to an ephemeral port when the preferred one is taken", async () => {
+    const first = await serveFiles({});
+    const taken = Number(new URL(first.origin).port);
+    const second = await serveFiles({}, taken);
+    try {
+      expect(Number(new URL(second.origin).port)).not.toBe(taken);
+      expect((await fetch(`${second.origin}/x`)).status).toBe(404);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  });
 });

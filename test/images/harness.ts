@@ -184,10 +184,32 @@ export interface FileServer {
 }
 
 /**
- * Serves exactly the given files (URL name -> local path) on 127.0.0.1 at an
- * ephemeral port; anything else is 404. Builds reach it with --network host.
+ * Port of the loopback file server. A fixed port keeps the download URLs, hence
+ * the build arguments and BuildKit's cache keys, the same from run to run; when it
+ * is taken, an ephemeral port is used (and the fetch stages rerun).
  */
-export async function serveFiles(files: Record<string, string>): Promise<FileServer> {
+export const FILES_PORT = Number(process.env.SLINKY_FILES_PORT ?? 18765);
+
+function listen(server: Server, port: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE" && port !== 0) resolve(false);
+      else reject(error);
+    };
+    server.once("error", onError);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", onError);
+      resolve(true);
+    });
+  });
+}
+
+/**
+ * Serves exactly the given files (URL name -> local path) on 127.0.0.1 at
+ * `port` (0: ephemeral; a taken port falls back to ephemeral); anything else
+ * is 404. Builds reach it with --network host.
+ */
+export async function serveFiles(files: Record<string, string>, port = 0): Promise<FileServer> {
   const server: Server = createServer((request, response) => {
     const name = decodeURIComponent((request.url ?? "/").split("?")[0]!.replace(/^\/+/, ""));
     const path = Object.hasOwn(files, name) ? files[name] : undefined;
@@ -200,12 +222,8 @@ export async function serveFiles(files: Record<string, string>): Promise<FileSer
     if (request.method === "HEAD") response.end();
     else createReadStream(path).pipe(response);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const origin = `http://127.0.0.1:${port}`;
+  if (!(await listen(server, port))) await listen(server, 0);
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
     url: (name) => `${origin}/${encodeURIComponent(name)}`,
