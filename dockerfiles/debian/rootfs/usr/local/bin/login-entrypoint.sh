@@ -1,0 +1,25 @@
+#!/bin/bash
+# login image entrypoint: supervisord runs sackd (--systemd, as SlurmUser),
+# fakesystemd, sshd and sssd.
+#   SACKD_OPTIONS  extra sackd options; the container's arguments follow them.
+#   SSHD_OPTIONS   extra sshd options.
+#   SSSD_OPTIONS   extra sssd options.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/slinky/entrypoint-lib.sh
+. /usr/local/lib/slinky/entrypoint-lib.sh
+
+main() {
+	parse_options SACKD_OPTIONS
+	save_args sackd "${OPTS[@]}" "$@"
+	parse_options SSHD_OPTIONS
+	save_args sshd "${OPTS[@]}"
+	parse_options SSSD_OPTIONS
+	save_args sssd "${OPTS[@]}"
+	mkdir -p /run/slurm
+	chown "$SLURM_USER:$SLURM_USER" /run/slurm
+	prepare_fakesystemd
+	prepare_sshd
+	prepare_sssd
+	run_supervisord
+}
+main "$@"
