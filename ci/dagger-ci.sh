@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GitLab job: install the pinned Dagger CLI (checksum-verified), then make ONE call
+# into the module's `ci` function with the job's values. The registry password is passed
+# only by name (env:CI_REGISTRY_PASSWORD), so it never appears on a command line or in a log.
+set -euo pipefail
+
+die() {
+  printf 'dagger-ci: %s\n' "$*" >&2
+  exit 1
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Branch pipelines only: GitLab leaves CI_COMMIT_BRANCH unset in merge-request and tag pipelines.
+for name in CI_COMMIT_BRANCH CI_COMMIT_SHA CI_DEFAULT_BRANCH CI_PIPELINE_SOURCE \
+  CI_REGISTRY_IMAGE CI_REGISTRY_USER CI_REGISTRY_PASSWORD; do
+  [[ -n "${!name:-}" ]] || die "${name} is not set (this job runs in GitLab branch pipelines only)"
+done
+
+"${here}/install-dagger.sh"
+
+dagger_bin="${DAGGER_BIN_DIR:-/usr/local/bin}/dagger"
+export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
+
+exec "$dagger_bin" call ci \
+  --branch "$CI_COMMIT_BRANCH" \
+  --commit-sha "$CI_COMMIT_SHA" \
+  --default-branch "$CI_DEFAULT_BRANCH" \
+  --pipeline-source "$CI_PIPELINE_SOURCE" \
+  --registry "$CI_REGISTRY_IMAGE" \
+  --username "$CI_REGISTRY_USER" \
+  --password env:CI_REGISTRY_PASSWORD \
+  --slurm-version "${SLURM_VERSION:-25.11}" \
+  --flavor "${LINUX_FLAVOR:-ubuntu24.04}" \
+  --group "${BUILD_GROUP:-all}" \
+  export --path report
