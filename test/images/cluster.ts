@@ -7,6 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { docker, dockerOk } from "./harness.js";
 
@@ -30,13 +31,17 @@ export const DEFAULT_PORTS: ClusterPorts = {
 
 export const CLUSTER_NAME = "slinkytest";
 export const NODE_NAME = "slinkytest-n1";
-export const CONTROLLER_NAME = "slinkytest-ctl";
 export const PARTITION = "debug";
 
-export function slurmConf(ports: ClusterPorts): string {
+/**
+ * slurm.conf of the mini cluster. slurmctld only runs on a host named in
+ * SlurmctldHost: with --network host a container has the host's name.
+ */
+export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split(".")[0]!): string {
   return [
     `ClusterName=${CLUSTER_NAME}`,
-    `SlurmctldHost=${CONTROLLER_NAME}(127.0.0.1)`,
+    `SlurmctldHost=${controllerHost}(127.0.0.1)`,
+    "SlurmctldParameters=enable_configless",
     `SlurmctldPort=${ports.slurmctld}`,
     `SlurmdPort=${ports.slurmd}`,
     `SrunPortRange=${ports.srunLow}-${ports.srunHigh}`,
@@ -71,8 +76,10 @@ export const CGROUP_CONF = "CgroupPlugin=disabled\n";
 
 export interface ClusterFiles {
   dir: string;
-  /** Mounted as /etc/slurm. */
+  /** slurm.conf, cgroup.conf, slurm.key: slurmctld's /etc/slurm. */
   etc: string;
+  /** The key alone: /etc/slurm of the configless daemons (slurmd, sackd), as under slurm-operator. */
+  keyOnly: string;
   /** Owned by uid 401, mounted as slurmctld's StateSaveLocation. */
   state: string;
 }
@@ -82,17 +89,21 @@ export function writeClusterFiles(parent: string, ports: ClusterPorts): ClusterF
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(join(parent, "cluster-"));
   const etc = join(dir, "etc-slurm");
+  const keyOnly = join(dir, "etc-slurm-configless");
   const state = join(dir, "state");
   mkdirSync(etc);
+  mkdirSync(keyOnly);
   mkdirSync(state);
   writeFileSync(join(etc, "slurm.conf"), slurmConf(ports), { mode: 0o644 });
   writeFileSync(join(etc, "cgroup.conf"), CGROUP_CONF, { mode: 0o644 });
-  const key = join(etc, "slurm.key");
-  writeFileSync(key, randomBytes(1024), { mode: 0o600 });
-  chmodSync(key, 0o600);
-  chownSync(key, SLURM_UID, SLURM_UID);
+  const key = randomBytes(1024);
+  for (const path of [join(etc, "slurm.key"), join(keyOnly, "slurm.key")]) {
+    writeFileSync(path, key, { mode: 0o600 });
+    chmodSync(path, 0o600);
+    chownSync(path, SLURM_UID, SLURM_UID);
+  }
   chownSync(state, SLURM_UID, SLURM_UID);
-  return { dir, etc, state };
+  return { dir, etc, keyOnly, state };
 }
 
 export function removeClusterFiles(files: ClusterFiles): void {

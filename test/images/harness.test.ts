@@ -28,6 +28,8 @@ describe("image harness pieces", () => {
       expect(body.length).toBe(SLURM_STANDIN.bytes);
       expect((await fetch(`${server.origin}/../../etc/passwd`)).status).toBe(404);
       expect((await fetch(`${server.origin}/${SLURM_STANDIN.file}.sha256`)).status).toBe(404);
+      expect((await fetch(`${server.origin}/%E0%A4%A`)).status).toBe(404);
+      expect((await fetch(`${server.origin}/./${SLURM_STANDIN.file}`, { method: "HEAD" })).status).toBe(200);
       expect((await fetch(server.url(SLURM_STANDIN.file), { method: "POST" })).status).toBe(404);
     } finally {
       await server.close();

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
@@ -211,7 +211,13 @@ function listen(server: Server, port: number): Promise<boolean> {
  */
 export async function serveFiles(files: Record<string, string>, port = 0): Promise<FileServer> {
   const server: Server = createServer((request, response) => {
-    const name = decodeURIComponent((request.url ?? "/").split("?")[0]!.replace(/^\/+/, ""));
+    // "a/./b" (apt's flat-repository file names) is "a/b"; anything not listed is 404.
+    let name = "";
+    try {
+      name = posix.normalize(decodeURIComponent((request.url ?? "/").split("?")[0]!)).replace(/^\/+/, "");
+    } catch {
+      // malformed escapes: not a listed file
+    }
     const path = Object.hasOwn(files, name) ? files[name] : undefined;
     if (!path || (request.method !== "GET" && request.method !== "HEAD")) {
       response.writeHead(404).end();
@@ -226,7 +232,7 @@ export async function serveFiles(files: Record<string, string>, port = 0): Promi
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
-    url: (name) => `${origin}/${encodeURIComponent(name)}`,
+    url: (name) => `${origin}/${name.split("/").map(encodeURIComponent).join("/")}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
