@@ -651,7 +651,7 @@ export class RegistryClient {
     if (this.username) url.searchParams.set("account", this.username);
     const headers: Record<string, string> = {};
     if (this.username && this.password) headers.authorization = this.basicHeader();
-    const tokenOp: Op = { ...op, operation: `${op.operation} (token)`, method: "GET" };
+    const tokenOp: Op = { operation: `${op.operation} (token)`, ref: op.ref, method: "GET", ok: [200] };
     const res = await this.fetchRaw(tokenOp, url.toString(), headers.authorization);
     if (res.status === 401 || res.status === 403) {
       throw new RegistryAuthError(
@@ -713,7 +713,7 @@ export class RegistryClient {
         this.log.debug({ method: op.method, url: redactUrl(url), status: res.status }, "registry request");
         return { status: res.status, headers: res.headers, body, url: res.url || url };
       } catch (error) {
-        const code = networkErrorCode(error) ?? "network error";
+        const code = networkErrorCode(error) ?? `network error (${error instanceof Error ? error.message : String(error)})`;
         const transient = TRANSIENT_CODES.has(code);
         this.log.debug({ method: op.method, url: redactUrl(url), code }, "registry request failed");
         throw new RegistryError(
