@@ -28,6 +28,7 @@ const ciYaml = parse(readFileSync(join(ROOT, ".gitlab-ci.yml"), "utf8")) as Reco
 const jobNames = Object.keys(ciYaml).filter(
   (k) => !["workflow", "stages", "variables", "default", "include", "image", "services", "cache"].includes(k) && !k.startsWith("."),
 );
+const JOB: string = jobNames[0] ?? "<no job>";
 
 async function listJobs(file: string, args: string[] = []): Promise<ListedJob[]> {
   const r = await gcl(repo, ["--file", file, "--list-json", ...args]);
@@ -46,7 +47,7 @@ async function jobsThatRun(args: string[] = []): Promise<{ workflow: string; job
 
 beforeAll(async () => {
   repo = await makeCiRepo();
-  const rule0 = ciYaml[jobNames[0]]?.rules?.[0]?.if as string | undefined;
+  const rule0 = ciYaml[JOB]?.rules?.[0]?.if as string | undefined;
   writeFileSync(
     join(repo, "probe.gitlab-ci.yml"),
     [
@@ -66,7 +67,7 @@ beforeAll(async () => {
   );
   writeFileSync(
     join(repo, "run.gitlab-ci.yml"),
-    ["include:", "  - local: .gitlab-ci.yml", `${jobNames[0]}:`, "  services: []", ""].join("\n"),
+    ["include:", "  - local: .gitlab-ci.yml", `${JOB}:`, "  services: []", ""].join("\n"),
   );
   // stand-in apk (the docker image is Alpine; here the tools are already installed)
   mkdirSync(join(repo, ".standin-bin"));
@@ -97,13 +98,13 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
 
   it("a push to main runs the one job", async () => {
     await checkout(repo, "main");
-    expect(await jobsThatRun()).toEqual({ workflow: "on_success", jobs: [jobNames[0]] });
+    expect(await jobsThatRun()).toEqual({ workflow: "on_success", jobs: [JOB] });
   }, 60_000);
 
   it("a push to feature/x runs the one job", async () => {
     await checkout(repo, "feature/x");
     try {
-      expect(await jobsThatRun()).toEqual({ workflow: "on_success", jobs: [jobNames[0]] });
+      expect(await jobsThatRun()).toEqual({ workflow: "on_success", jobs: [JOB] });
     } finally {
       await checkout(repo, "main");
     }
@@ -124,7 +125,7 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
   }, 60_000);
 
   it("is not interruptible on the default branch and interruptible elsewhere", async () => {
-    const job = (await listJobs(".gitlab-ci.yml")).find((j) => j.name === jobNames[0])!;
+    const job = (await listJobs(".gitlab-ci.yml")).find((j) => j.name === JOB)!;
     expect(job.rules?.[0]).toMatchObject({ interruptible: false });
     expect(job.rules?.[1]).toMatchObject({ interruptible: true });
     expect(job.rules).toHaveLength(2);
@@ -137,7 +138,7 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
   }, 90_000);
 
   it("pins the docker image and dind service, TLS settings, resource_group, timeout, report artifact", () => {
-    const job = ciYaml[jobNames[0]];
+    const job = ciYaml[JOB];
     expect(job.image).toMatch(/^docker:\d+\.\d+\.\d+$/);
     expect(job.services).toEqual([{ name: `${job.image}-dind`, alias: "docker" }]);
     expect(job.variables).toMatchObject({
@@ -174,7 +175,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       "--file",
       "run.gitlab-ci.yml",
       "--force-shell-executor",
-      jobNames[0],
+      JOB,
       "--variable",
       `DAGGER_SHA256=${standIn.sha256}`,
       "--variable",
@@ -191,13 +192,13 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       `CI_REGISTRY_PASSWORD=${canary}`,
       ...extra,
     ];
-    const r = await gcl(repo, args, { PATH: `${join(repo, ".standin-bin")}:${process.env.PATH}`, ...env });
+    const r = await gcl(repo, args, { PATH: `${join(repo, ".standin-bin")}:${process.env.PATH ?? ""}`, ...env });
     const argv = existsSync(join(out, "argv")) ? readFileSync(join(out, "argv"), "utf8").trimEnd().split("\n") : [];
     const envSeen = existsSync(join(out, "env"))
       ? Object.fromEntries(readFileSync(join(out, "env"), "utf8").trimEnd().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]))
       : {};
-    const log = readFileSync(join(repo, ".gitlab-ci-local", "output", `${jobNames[0]}.log`), "utf8");
-    const artifact = join(repo, ".gitlab-ci-local", "artifacts", jobNames[0], "report", "summary.md");
+    const log = readFileSync(join(repo, ".gitlab-ci-local", "output", `${JOB}.log`), "utf8");
+    const artifact = join(repo, ".gitlab-ci-local", "artifacts", JOB, "report", "summary.md");
     return { r, argv, envSeen, log, artifactExists: existsSync(artifact) };
   }
 

@@ -57,7 +57,7 @@ export const daggerArch = (): string => (process.arch === "arm64" ? "arm64" : "a
 /** Version pinned in .gitlab-ci.yml (DAGGER_VERSION). */
 export function pinnedDaggerVersion(): string {
   const m = /^\s*DAGGER_VERSION:\s*"([^"]+)"\s*$/m.exec(readFileSync(join(ROOT, ".gitlab-ci.yml"), "utf8"));
-  if (!m) throw new Error("DAGGER_VERSION not found in .gitlab-ci.yml");
+  if (!m?.[1]) throw new Error("DAGGER_VERSION not found in .gitlab-ci.yml");
   return m[1];
 }
 
