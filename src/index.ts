@@ -3,11 +3,12 @@
  * (Slinky), built from one graph. Slurm is compiled once; every image is a
  * target of that graph.
  */
-import { argument, type Container, type Directory, type File, func, object } from "@dagger.io/dagger";
+import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
 import { forEachImage, imageContainer } from "./build.js";
 import { imageSpec } from "./catalog.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, resolve } from "./plan.js";
+import { type EngineRun, engineRun, outcome, reportDirectory } from "./pipeline.js";
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
 @object()
@@ -92,6 +93,102 @@ export class SlinkyContainers {
   ): Promise<string> {
     const document = plan(await this.manifest(), { slurmVersion, flavor, group }, { branch, sha, registry, defaultBranch });
     return JSON.stringify(document, null, 2);
+  }
+
+  /**
+   * Build the group and push each image once as <v>-<f>-<slug>-<sha8>, then
+   * point <v>-<f>-<slug>-latest at the same digest (manifest copy, no
+   * re-push). Prints the report; fails if any image failed. No smoke tests:
+   * `ci` runs those.
+   */
+  @func({ cache: "never" })
+  async publish(
+    /** Registry path the images go under, e.g. registry.gitlab.com/group/project. */
+    registry: string,
+    /** The branch built from; its GitLab slug goes into the tags. */
+    branch: string,
+    /** The commit built from; its first 8 hex characters go into the tags. */
+    commitSha: string,
+    /** Registry user (in GitLab CI: $CI_REGISTRY_USER). */
+    username: string,
+    /** Registry password or token, e.g. env:CI_REGISTRY_PASSWORD. */
+    password: Secret,
+    /** Slurm release line (or its pinned patch release). */
+    slurmVersion = "25.11",
+    /** Linux flavor: ubuntu24.04 or debian13. */
+    flavor = "ubuntu24.04",
+    /** Images to publish: core, extras or all. */
+    group = "all",
+  ): Promise<string> {
+    const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
+    return outcome(await engineRun(run, { check: false, push: "build", promote: false }));
+  }
+
+  /**
+   * Move <v>-<f>-latest of every image of the group to the digest its commit
+   * tag <v>-<f>-<slug>-<sha8> holds: default branch only, all or nothing,
+   * by manifest copy (digest unchanged), rolled back if any move fails.
+   */
+  @func({ cache: "never" })
+  async promote(
+    /** Registry path the images are under, e.g. registry.gitlab.com/group/project. */
+    registry: string,
+    /** The commit whose images are promoted (they must have been published). */
+    commitSha: string,
+    /** Registry user (in GitLab CI: $CI_REGISTRY_USER). */
+    username: string,
+    /** Registry password or token, e.g. env:CI_REGISTRY_PASSWORD. */
+    password: Secret,
+    /** The default branch: promotion only ever comes from it. */
+    branch = "main",
+    /** Slurm release line (or its pinned patch release). */
+    slurmVersion = "25.11",
+    /** Linux flavor: ubuntu24.04 or debian13. */
+    flavor = "ubuntu24.04",
+    /** Images to promote: core, extras or all. */
+    group = "all",
+  ): Promise<string> {
+    const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
+    return outcome(await engineRun(run, { check: false, push: "adopt", promote: true }));
+  }
+
+  /**
+   * The GitLab job's one call: build and smoke-test the group; on a branch,
+   * publish; on the default branch, promote. Merge-request and tag pipelines
+   * (no branch) build and test without pushing. Returns report.json,
+   * report.md and status (passed/failed) to export as the job's artifact.
+   */
+  @func({ cache: "never" })
+  async ci(
+    /** $CI_COMMIT_BRANCH; empty in merge-request and tag pipelines (then nothing is pushed). */
+    branch: string,
+    /** $CI_COMMIT_SHA. */
+    commitSha: string,
+    /** $CI_DEFAULT_BRANCH: its builds are promoted. */
+    defaultBranch: string,
+    /** $CI_PIPELINE_SOURCE (push, web, schedule, merge_request_event, ...). */
+    pipelineSource: string,
+    /** $CI_REGISTRY_IMAGE: the registry path the images go under. */
+    registry: string,
+    /** $CI_REGISTRY_USER. */
+    username: string,
+    /** env:CI_REGISTRY_PASSWORD. */
+    password: Secret,
+    /** $SLURM_VERSION: Slurm release line (or its pinned patch release). */
+    slurmVersion = "25.11",
+    /** $LINUX_FLAVOR: ubuntu24.04 or debian13. */
+    flavor = "ubuntu24.04",
+    /** $BUILD_GROUP: core, extras or all. */
+    group = "all",
+  ): Promise<Directory> {
+    const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
+    const report = await engineRun({ ...run, defaultBranch, pipelineSource }, { check: true, push: "build", promote: true });
+    return reportDirectory(report);
+  }
+
+  /** What publish, promote and ci share. */
+  private async runArgs(args: Omit<EngineRun, "dockerfiles" | "manifest" | "defaultBranch" | "pipelineSource">): Promise<EngineRun> {
+    return { ...args, dockerfiles: this.dockerfiles, manifest: await this.manifest(), defaultBranch: args.branch, pipelineSource: "api" };
   }
 
   /** The pinned manifest, with the site manifest laid over it. */

@@ -40,6 +40,8 @@ export interface PublishOptions {
   tags: Pick<BranchTags, "commit" | "branchLatest">;
   push: PushFn;
   client: RegistryClient;
+  /** Point the branch -latest tag at the digest (default true). */
+  moveBranchLatest?: boolean;
   /** Images pushed at once (default 4). */
   concurrency?: number;
   log?: Logger;
@@ -84,8 +86,10 @@ export async function publish(options: PublishOptions): Promise<PublishedImage[]
           row.mediaType = back.mediaType;
           row.references.push(commitRef);
           row.sizeBytes = await options.client.imageSize(back);
-          await options.client.copyManifest({ ...repo, digest }, options.tags.branchLatest);
-          row.references.push(formatRef({ ...repo, tag: options.tags.branchLatest }));
+          if (options.moveBranchLatest ?? true) {
+            await options.client.copyManifest({ ...repo, digest }, options.tags.branchLatest);
+            row.references.push(formatRef({ ...repo, tag: options.tags.branchLatest }));
+          }
           row.ok = true;
           log.info({ image, digest, refs: row.references }, "published");
         } catch (error) {
@@ -256,10 +260,15 @@ export interface CiOptions {
   /** Slurm release line used in tags (e.g. 25.11) when it differs from context.slurmVersion. */
   line?: string;
   images: readonly string[];
-  check: CheckFn;
+  /** Build and smoke-test; when absent, that stage is skipped (publish, promote). */
+  check?: CheckFn;
   push: PushFn;
   /** Made only when something is pushed. */
-  client: () => RegistryClient;
+  client: () => RegistryClient | Promise<RegistryClient>;
+  /** Promote on the default branch (default true). */
+  promote?: boolean;
+  /** Point the branch -latest tags at this run's digests (default true). */
+  moveBranchLatest?: boolean;
   concurrency?: number;
   log?: Logger;
 }
@@ -295,7 +304,8 @@ export async function runCi(options: CiOptions): Promise<Report> {
     finishedAt: new Date().toISOString(),
     durationMs: Date.now() - started,
   });
-  const mode: Report["mode"] = !pushing ? "build-only" : c.branch === c.defaultBranch ? "publish-and-promote" : "publish";
+  const promoting = (options.promote ?? true) && c.branch === c.defaultBranch;
+  const mode: Report["mode"] = !pushing ? "build-only" : promoting ? "publish-and-promote" : "publish";
 
   if (pushing) {
     try {
@@ -316,13 +326,15 @@ export async function runCi(options: CiOptions): Promise<Report> {
 
   // 1. Build and smoke-test everything.
   const limit = pLimit(options.concurrency ?? 4);
+  const check = options.check;
   await Promise.all(
     options.images.map((image) =>
       limit(async () => {
+        if (!check) return;
         const row = rows.get(image) as ImageReport;
         const t = Date.now();
         try {
-          await options.check(image);
+          await check(image);
           row.built = true;
         } catch (error) {
           row.built = false;
@@ -333,7 +345,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
       }),
     ),
   );
-  const broken = [...rows.values()].filter((r) => !r.built).map((r) => r.image);
+  const broken = [...rows.values()].filter((r) => r.built === false).map((r) => r.image);
   if (broken.length > 0) {
     return finish(
       `${broken.length} of ${rows.size} images failed to build or pass smoke tests (${broken.join(", ")}): nothing pushed, no tag moved`,
@@ -347,13 +359,20 @@ export async function runCi(options: CiOptions): Promise<Report> {
   }
 
   // 2. Publish.
-  const client = options.client();
+  let client: RegistryClient;
+  try {
+    client = await options.client();
+  } catch (error) {
+    errors.push(message(error));
+    return finish(`no registry client: ${message(error)}`, false, mode);
+  }
   const published = await publish({
     registry: c.registry,
     images: options.images,
     tags,
     push: options.push,
     client,
+    moveBranchLatest: options.moveBranchLatest ?? true,
     concurrency: options.concurrency ?? 4,
     log,
   });
@@ -370,7 +389,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
   const failedPush = published.filter((p) => !p.ok).map((p) => p.image);
 
   // 3. Promote (default branch only; refuses by itself if anything failed).
-  if (c.branch === c.defaultBranch) {
+  if (promoting) {
     promotion = await promote({
       registry: c.registry,
       images: options.images,
@@ -405,7 +424,8 @@ export async function runCi(options: CiOptions): Promise<Report> {
   } else if (promotion && !promotion.promoted) {
     summary = `all ${rows.size} images published under ${slug}; promotion failed: ${promotion.reason}`;
   } else {
-    summary = `all ${rows.size} images published as ${tags.commit} and ${tags.branchLatest}`;
+    summary = `all ${rows.size} images published as ${tags.commit}`;
+    if (options.moveBranchLatest ?? true) summary += ` and ${tags.branchLatest}`;
     if (promotion) summary += `; promoted to ${tags.production}`;
   }
   return finish(summary, ok, mode);
