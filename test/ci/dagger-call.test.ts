@@ -1,0 +1,58 @@
+// The one `dagger call ci ...` in ci/dagger-ci.sh against the module's real surface, read by
+// the SDK's own module scanner (no engine): every flag the job passes must be an argument of
+// `ci`, every argument without a default must be passed, the password must be a Secret,
+// and `ci` must return a Directory (the job exports it with `export --path report`).
+// (The scanner's JSON drops `cache`, so `cache: "never"` is not checked here.)
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { scanModule, type ScannedFunction } from "../support/dagger.js";
+import { ROOT } from "./helpers.js";
+
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Flags between `call ci` and `export` in ci/dagger-ci.sh. */
+function jobFlags(): Map<string, string> {
+  const text = readFileSync(join(ROOT, "ci", "dagger-ci.sh"), "utf8").replace(/\\\n\s*/g, " ");
+  const m = /"\$dagger_bin" call ci (.*?) export --path report\s*$/m.exec(text);
+  if (!m?.[1]) throw new Error("no `dagger call ci ... export --path report` line in ci/dagger-ci.sh");
+  const flags = new Map<string, string>();
+  for (const f of m[1].matchAll(/--([a-z][a-z-]*) (\S+)/g)) flags.set(f[1] ?? "", f[2] ?? "");
+  return flags;
+}
+
+let ci: ScannedFunction | undefined;
+
+beforeAll(async () => {
+  const scanned = await scanModule();
+  ci = scanned.objects.SlinkyContainers?.methods.ci;
+}, 120_000);
+
+describe("the job's dagger call matches the module's `ci` function", () => {
+  it("passes exactly the expected flags, the password only as env:", () => {
+    const flags = jobFlags();
+    expect([...flags.keys()].sort()).toEqual(
+      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group"].sort(),
+    );
+    expect(flags.get("password")).toBe("env:CI_REGISTRY_PASSWORD");
+  });
+
+  it("`ci` exists and returns a Directory", () => {
+    expect(ci, "SlinkyContainers.ci not found by the module scanner").toBeDefined();
+    expect(ci?.returnType).toMatchObject({ kind: "OBJECT_KIND", name: "Directory" });
+  });
+
+  it("every flag is an argument of `ci`; every argument without a default is passed", () => {
+    expect(ci, "SlinkyContainers.ci not found by the module scanner").toBeDefined();
+    const args = Object.values(ci?.arguments ?? {});
+    expect(args.length).toBeGreaterThan(0);
+    const byFlag = new Map(args.map((a) => [kebab(a.name), a]));
+    const flags = jobFlags();
+    for (const flag of flags.keys()) expect(byFlag.has(flag), `--${flag} is not an argument of ci`).toBe(true);
+    for (const [flag, a] of byFlag) {
+      const hasDefault = a.isOptional || a.defaultValue !== undefined || a.defaultPath !== undefined;
+      if (!hasDefault) expect(flags.has(flag), `ci needs --${flag}, the job does not pass it`).toBe(true);
+    }
+    expect(byFlag.get("password")?.type).toMatchObject({ kind: "OBJECT_KIND", name: "Secret" });
+  });
+});
