@@ -1,0 +1,260 @@
+/**
+ * The real build: all 8 targets of dockerfiles/debian/Dockerfile for the debian13
+ * flavor, built by Debian's dockerd/BuildKit on a private socket, with the build
+ * arguments and labels `build` uses; then every image's smoke checks and a mini
+ * Slurm cluster on loopback. Writes out/images-report.json.
+ *
+ * Stand-ins (this machine reaches only Debian's mirror and npm): the base image is
+ * debootstrapped trixie; the Slurm source is Debian's slurm-wlm 24.11.5 orig tarball
+ * (SchedMD's own tag archive); pyxis, enroot, kubectl and the NVIDIA repository are
+ * made by test/images/standins.ts. All are served from 127.0.0.1 through the same
+ * URL/sha256 build arguments a site would set.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IMAGES, type ImageSpec } from "../../src/catalog.js";
+import { smokeScript } from "../../src/smoke.js";
+import {
+  CONTAINER_PREFIX,
+  type ClusterFiles,
+  DEFAULT_PORTS,
+  exec,
+  logsOf,
+  NODE_NAME,
+  PARTITION,
+  removeClusterFiles,
+  removeContainers,
+  startDaemon,
+  waitFor,
+  writeClusterFiles,
+} from "./cluster.js";
+import {
+  BASE_IMAGE,
+  docker,
+  type Engine,
+  ENGINE_DIR,
+  ensureBase,
+  FILES_PORT,
+  type FileServer,
+  INPUTS_DIR,
+  REPO,
+  SLURM_STANDIN,
+  serveFiles,
+  slurmSource,
+  startEngine,
+  stopEngine,
+} from "./harness.js";
+import {
+  type BuildPlan,
+  buildImage,
+  buildPlan,
+  type HarnessSources,
+  imageLabelsOf,
+  imageSizeBytes,
+  provenance,
+} from "./runner.js";
+import { standInSources } from "./serve-standins.js";
+
+const OUT = join(REPO, "out");
+const LOGS = join(OUT, "images-logs");
+const MINUTE = 60_000;
+
+interface ImageRow {
+  image: string;
+  ref: string;
+  id: string | null;
+  sizeMB: number | null;
+  coldSeconds: number | null;
+  warmSeconds: number | null;
+  smoke: "pass" | "fail" | null;
+}
+
+const startedAt = Date.now();
+const rows = new Map<string, ImageRow>(
+  IMAGES.map((image) => [
+    image.name,
+    { image: image.name, ref: "", id: null, sizeMB: null, coldSeconds: null, warmSeconds: null, smoke: null },
+  ]),
+);
+const report = {
+  flavor: "debian13",
+  slurmVersion: SLURM_STANDIN.version as string,
+  engine: { dir: ENGINE_DIR, reused: false },
+  base: { name: BASE_IMAGE, id: "" },
+  setupSeconds: 0,
+  images: [] as ImageRow[],
+  cluster: { sinfo: "", srun: "", passed: false },
+  totalSeconds: 0,
+};
+
+let engine: Engine | undefined;
+let server: FileServer | undefined;
+let plan: BuildPlan;
+let clusterFiles: ClusterFiles | undefined;
+const containers: string[] = [];
+
+const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+
+beforeAll(async () => {
+  mkdirSync(LOGS, { recursive: true });
+  engine = await startEngine();
+  report.engine.reused = engine.startedPid === null;
+  report.base.id = await ensureBase(BASE_IMAGE);
+  const slurmPath = await slurmSource();
+  const served = await standInSources(join(INPUTS_DIR, "standins"));
+  server = await serveFiles({ [SLURM_STANDIN.file]: slurmPath, ...served.files }, FILES_PORT);
+  const sources: HarnessSources = {
+    base: { name: BASE_IMAGE, id: report.base.id },
+    slurm: { version: SLURM_STANDIN.version, url: server.url(SLURM_STANDIN.file), sha256: SLURM_STANDIN.sha256 },
+    ...served.sources(server),
+  };
+  plan = buildPlan(sources, await provenance());
+  report.setupSeconds = round((Date.now() - startedAt) / 1000);
+}, 40 * MINUTE);
+
+afterAll(async () => {
+  const errors: unknown[] = [];
+  const attempt = async (step: () => Promise<void> | void) => {
+    try {
+      await step();
+    } catch (error) {
+      errors.push(error);
+    }
+  };
+  await attempt(() => removeContainers(containers));
+  await attempt(() => (clusterFiles ? removeClusterFiles(clusterFiles) : undefined));
+  await attempt(() => server?.close());
+  await attempt(() => (engine ? stopEngine(engine) : undefined));
+  report.images = [...rows.values()];
+  report.totalSeconds = round((Date.now() - startedAt) / 1000);
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(join(OUT, "images-report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  console.log(renderTable());
+  if (errors.length > 0) throw new AggregateError(errors, "image harness cleanup failed");
+}, 5 * MINUTE);
+
+function renderTable(): string {
+  const header = ["image", "size MB", "cold s", "warm s", "smoke"];
+  const cells = [...rows.values()].map((row) => [
+    row.image,
+    row.sizeMB === null ? "-" : row.sizeMB.toFixed(0),
+    row.coldSeconds === null ? "-" : row.coldSeconds.toFixed(1),
+    row.warmSeconds === null ? "-" : row.warmSeconds.toFixed(1),
+    row.smoke ?? "-",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join("  ");
+  return [
+    `debian13 images, Slurm ${report.slurmVersion} (engine ${report.engine.reused ? "reused" : "started"}, ` +
+      `setup ${report.setupSeconds} s, total ${report.totalSeconds} s)`,
+    line(header),
+    ...cells.map(line),
+    `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
+  ].join("\n");
+}
+
+describe.sequential("debian13 images built by BuildKit", () => {
+  describe.sequential("build (first build, then an unchanged rebuild)", () => {
+    it.each(IMAGES.map((image) => [image.name, image] as const))(
+      "%s",
+      async (_name, image: ImageSpec) => {
+        const row = rows.get(image.name)!;
+        row.ref = plan.ref(image);
+        const log = join(LOGS, `${image.name}.log`);
+        writeFileSync(log, "");
+        const cold = await buildImage(plan, image, log, 30 * MINUTE);
+        row.coldSeconds = round(cold.seconds);
+        const warm = await buildImage(plan, image, log, 5 * MINUTE);
+        row.warmSeconds = round(warm.seconds);
+        row.id = warm.id;
+        row.sizeMB = round((await imageSizeBytes(row.ref)) / 1e6, 0);
+        // Nothing changed: the rebuild is the same image, from the cache.
+        expect(warm.id).toBe(cold.id);
+        const labels = await imageLabelsOf(row.ref);
+        expect(labels).toMatchObject(plan.labels(image));
+        expect(labels["org.opencontainers.image.version"]).toBe(SLURM_STANDIN.version);
+        expect(labels["org.opencontainers.image.licenses"]).toBe("GPL-2.0-or-later");
+        expect(labels["org.opencontainers.image.base.digest"]).toBe(report.base.id);
+      },
+      40 * MINUTE,
+    );
+  });
+
+  describe.sequential("smoke", () => {
+    it.each(IMAGES.map((image) => [image.name, image] as const))(
+      "%s",
+      async (_name, image: ImageSpec) => {
+        const row = rows.get(image.name)!;
+        row.smoke = "fail";
+        const result = await docker(
+          ["run", "--rm", "--network", "host", "--entrypoint", "sh", plan.ref(image), "-c", smokeScript(image.name, SLURM_STANDIN.version)],
+          { timeoutMs: 5 * MINUTE },
+        );
+        expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+        row.smoke = "pass";
+      },
+      10 * MINUTE,
+    );
+  });
+
+  it(
+    "mini cluster: sinfo shows the node idle, srun hostname runs on it",
+    async () => {
+      const ports = DEFAULT_PORTS;
+      clusterFiles = writeClusterFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports);
+      const ref = (name: string) => plan.ref(IMAGES.find((image) => image.name === name)!);
+      const etc = `${clusterFiles.etc}:/etc/slurm:ro`;
+      const keyOnly = `${clusterFiles.keyOnly}:/etc/slurm:ro`;
+      const confServer = `127.0.0.1:${ports.slurmctld}`;
+      const names = {
+        ctld: `${CONTAINER_PREFIX}slurmctld`,
+        slurmd: `${CONTAINER_PREFIX}slurmd`,
+        login: `${CONTAINER_PREFIX}login`,
+      };
+      // Leftovers of an interrupted run would hold the ports.
+      await removeContainers(Object.values(names));
+      containers.push(...Object.values(names));
+      await startDaemon({
+        name: names.ctld,
+        image: ref("slurmctld"),
+        mounts: [etc, `${clusterFiles.state}:/var/spool/slurmctld`],
+      });
+      await startDaemon({
+        name: names.slurmd,
+        image: ref("slurmd"),
+        mounts: [keyOnly],
+        env: { SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}` },
+      });
+      await startDaemon({
+        name: names.login,
+        image: ref("login"),
+        mounts: [keyOnly],
+        env: { SACKD_OPTIONS: `--conf-server ${confServer}` },
+      });
+      const diagnose = async () =>
+        (await Promise.all(Object.values(names).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");
+      try {
+        report.cluster.sinfo = await waitFor(
+          "sinfo to show the node idle",
+          async () => {
+            const r = await exec(names.login, ["sinfo", "--noheader", "-N", "-o", "%N %T %P"], 30_000);
+            return r.code === 0 && r.stdout.includes(`${NODE_NAME} idle ${PARTITION}`) ? r.stdout.trim() : undefined;
+          },
+          { timeoutMs: 3 * MINUTE },
+        );
+        const srun = await exec(names.login, ["srun", "-N1", "-t", "1", "--immediate=60", "hostname"], 2 * MINUTE);
+        expect(srun.code, `${srun.stdout}\n${srun.stderr}`).toBe(0);
+        report.cluster.srun = srun.stdout.trim();
+        expect(srun.stdout.trim()).not.toBe("");
+        // The step really ran on the cluster's node, through slurmd.
+        const where = await exec(names.login, ["srun", "-N1", "-t", "1", "printenv", "SLURMD_NODENAME"], 2 * MINUTE);
+        expect(where.stdout.trim(), where.stderr).toBe(NODE_NAME);
+        report.cluster.passed = true;
+      } catch (error) {
+        throw new Error(`${String(error)}\n${await diagnose()}`);
+      }
+    },
+    15 * MINUTE,
+  );
+});
