@@ -165,7 +165,7 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
 describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)", () => {
   const canary = "canary-pw-7f3a9c1e55d0";
 
-  async function runJob(extra: string[], env: Record<string, string> = {}) {
+  async function runJob(extra: string[], file = "run.gitlab-ci.yml") {
     const out = join(standIn.dir, `run-${Math.random().toString(36).slice(2)}`);
     mkdirSync(out);
     // nothing left over from an earlier run may satisfy the checks below
@@ -173,7 +173,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     removeDir(join(repo, ".gitlab-ci-local", "artifacts"));
     const args = [
       "--file",
-      "run.gitlab-ci.yml",
+      file,
       "--force-shell-executor",
       JOB,
       "--variable",
@@ -192,7 +192,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       `CI_REGISTRY_PASSWORD=${canary}`,
       ...extra,
     ];
-    const r = await gcl(repo, args, { PATH: `${join(repo, ".standin-bin")}:${process.env.PATH ?? ""}`, ...env });
+    const r = await gcl(repo, args, { PATH: `${join(repo, ".standin-bin")}:${process.env.PATH ?? ""}` });
     const argv = existsSync(join(out, "argv")) ? readFileSync(join(out, "argv"), "utf8").trimEnd().split("\n") : [];
     const envSeen = existsSync(join(out, "env"))
       ? Object.fromEntries(readFileSync(join(out, "env"), "utf8").trimEnd().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]))
@@ -273,4 +273,34 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(log).toMatch(/sha256 mismatch/);
     expect(argv).toEqual([]);
   }, 90_000);
+
+  it("Kubernetes variant (ci/kubernetes.gitlab-ci.yml): same one call, engine from the runner host, no dind", async () => {
+    const { r, argv, envSeen } = await runJob([], "ci/kubernetes.gitlab-ci.yml");
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(argv.slice(0, 2)).toEqual(["call", "ci"]);
+    expect(flag(argv, "--password")).toBe("env:CI_REGISTRY_PASSWORD");
+    expect(flag(argv, "--slurm-version")).toBe("25.11");
+    expect(envSeen._EXPERIMENTAL_DAGGER_RUNNER_HOST).toMatch(/^(unix|tcp|kube-pod):\/\//);
+    expect(envSeen.DOCKER_HOST).toBe("");
+  }, 90_000);
+});
+
+describe("Kubernetes variant with gitlab-ci-local", () => {
+  it("validates, keeps exactly the one job with its rules, and drops the dind service", async () => {
+    const listed = await listJobs("ci/kubernetes.gitlab-ci.yml");
+    expect(listed.map((j) => j.name)).toEqual([JOB]);
+    expect(listed[0]?.rules).toEqual((await listJobs(".gitlab-ci.yml"))[0]?.rules);
+    const preview = await gcl(repo, ["--file", "ci/kubernetes.gitlab-ci.yml", "--preview"]);
+    expect(preview.code, preview.stderr).toBe(0);
+    const expanded = parse(preview.stdout) as Record<string, any>;
+    const job = expanded[JOB];
+    expect(job.services ?? []).toEqual([]);
+    expect(job.variables._EXPERIMENTAL_DAGGER_RUNNER_HOST).toBeTruthy();
+    expect(job.script).toEqual(["ci/dagger-ci.sh"]);
+    expect(job.resource_group).toBe(ciYaml[JOB].resource_group);
+    expect(job.timeout).toBe(ciYaml[JOB].timeout);
+    expect(job.artifacts).toEqual(ciYaml[JOB].artifacts);
+    expect(expanded.workflow).toEqual(ciYaml.workflow);
+    expect(expanded.variables.DAGGER_VERSION).toBe(pinnedDaggerVersion());
+  }, 60_000);
 });
