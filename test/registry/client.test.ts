@@ -12,9 +12,11 @@ import {
   parseRef,
   RegistryAuthError,
   RegistryClient,
+  RegistryError,
   RegistryNotFoundError,
 } from "../../src/registry.js";
 import {
+  freePort,
   LogCapture,
   pushSynthetic,
   pushSyntheticIndex,
@@ -132,3 +134,17 @@ for (const mode of ["htpasswd", "token"] as const) {
     });
   });
 }
+
+describe("registry client, registry gone", () => {
+  it("retries a refused connection a bounded number of times, then names the reference and the cause", async () => {
+    const port = await freePort();
+    const c = new RegistryClient({ ...USER, plainHttp: true, minBackoffMs: 20, maxBackoffMs: 100, retries: 3 });
+    const started = Date.now();
+    const error = await c.getManifest(`127.0.0.1:${port}/slinky/slurmd:t1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).transient).toBe(true);
+    expect((error as Error).message).toBe(`get manifest 127.0.0.1:${port}/slinky/slurmd:t1: ECONNREFUSED talking to 127.0.0.1:${port}`);
+    expect(c.requests).toBe(4);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});

@@ -102,8 +102,14 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
   const pid = child.pid;
   if (pid === undefined) throw new Error("docker-registry did not start");
   let exited = false;
+  // If the test process dies before stop(), do not leave the registry behind.
+  const killOnExit = () => {
+    if (!exited) process.kill(pid, "SIGKILL");
+  };
+  process.once("exit", killOnExit);
   child.once("exit", () => {
     exited = true;
+    process.removeListener("exit", killOnExit);
   });
   const stop = async () => {
     if (!exited) {
