@@ -8,7 +8,7 @@ import { forEachImage, imageContainer } from "./build.js";
 import { imageSpec } from "./catalog.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, resolve } from "./plan.js";
-import { type EngineRun, engineRun, outcome, reportDirectory } from "./pipeline.js";
+import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
 @object()
@@ -68,6 +68,29 @@ export class SlinkyContainers {
       await imageContainer(this.dockerfiles, manifest, resolved, image).sync();
     });
     return outcomes.map((o) => `${o.image}: built in ${o.seconds}s`).join("\n");
+  }
+
+  /**
+   * Build every image of a group and run its smoke checks inside it: the
+   * daemons print the pinned version, uid 401 exists, the entrypoint is
+   * there and executable, no binary or plugin misses a shared library.
+   */
+  @func()
+  async test(
+    /** Images to check: core, extras or all. */
+    group = "all",
+    /** Slurm release line (or its pinned patch release). */
+    slurmVersion = "25.11",
+    /** Linux flavor: ubuntu24.04 or debian13. */
+    flavor = "ubuntu24.04",
+  ): Promise<string> {
+    const manifest = await this.manifest();
+    const resolved = resolve(manifest, { slurmVersion, flavor, group });
+    requireChecksums(manifest, resolved);
+    const outcomes = await forEachImage(resolved.images, (image) =>
+      smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image), image.name, resolved.slurm.version).stdout(),
+    );
+    return outcomes.map((o) => `${o.image}: smoke checks passed in ${o.seconds}s`).join("\n");
   }
 
   /**

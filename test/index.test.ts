@@ -42,6 +42,15 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
     });
   });
 
+  it("exposes test, the smoke checks of a group", () => {
+    expect(module.methods.test!.returnType).toEqual({ kind: "STRING_KIND" });
+    expect(args("test")).toEqual({
+      group: ["STRING_KIND", "required", "all"],
+      slurmVersion: ["STRING_KIND", "required", "25.11"],
+      flavor: ["STRING_KIND", "required", "ubuntu24.04"],
+    });
+  });
+
   it("exposes plan with the destination arguments", () => {
     expect(args("plan")).toEqual({
       slurmVersion: ["STRING_KIND", "required", "25.11"],
@@ -115,5 +124,25 @@ describe("the graph a build would send (lazy, no engine)", () => {
       "registry.example.com/slinky/slurmctld:25.11-ubuntu24.04-feature-xyz-a1b2c3d4",
       "registry.example.com/slinky/slurmctld:25.11-ubuntu24.04-feature-xyz-latest",
     ]);
+  });
+});
+
+describe("test: the smoke checks a build would run (lazy, no engine)", () => {
+  it("runs the image's smoke script with sh, not through the entrypoint", async () => {
+    const { smokeScript } = await import("../src/smoke.js");
+    const { smokeTested } = await import("../src/pipeline.js");
+    const { imageContainer } = await import("../src/build.js");
+    const { resolve } = await import("../src/plan.js");
+    const { imageSpec } = await import("../src/catalog.js");
+    const manifest = loadManifest();
+    const resolved = resolve(manifest, { image: "slurmdbd" });
+    const query = queryOf(
+      smokeTested(imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmdbd")), "slurmdbd", resolved.slurm.version),
+    );
+    expect(query.at(-1)).toMatchObject({
+      operation: "withExec",
+      args: { args: ["sh", "-c", smokeScript("slurmdbd", resolved.slurm.version)] },
+    });
+    expect(query.at(-1)?.args?.useEntrypoint).not.toBe(true);
   });
 });
