@@ -14,6 +14,7 @@ packages=(
   dpkg-dev         # builds the stand-in .debs
   apt-utils        # apt-ftparchive for the stand-in apt repository
   gcc              # compiles the stand-in pyxis and kubectl
+  rsync            # gitlab-ci-local copies the job tree with it
   curl
   ca-certificates
 )
