@@ -587,6 +587,8 @@ export class RegistryClient {
     const wanted = this.scopeFor(op);
     let authorization = await this.cachedAuthorization(host, wanted, op);
     let sentScope: string | undefined = authorization ? wanted : undefined;
+    // A cached token may have expired early at the registry: it earns one fresh fetch.
+    let fresh = false;
     for (let round = 0; ; round++) {
       const res = await this.fetchRaw(op, url, authorization);
       if (res.status !== 401) return this.judge(op, res);
@@ -602,12 +604,18 @@ export class RegistryClient {
       const realm = challenge.params.realm;
       if (!realm) throw this.authFailure(op, res, "the bearer challenge names no token realm");
       const scope = challenge.params.scope ?? wanted;
-      if (sentScope === scope && challenge.params.error !== "insufficient_scope") {
-        throw this.authFailure(op, res, "the registry rejected the bearer token");
+      if (sentScope === scope && fresh) {
+        throw this.authFailure(
+          op,
+          res,
+          challenge.params.error === "insufficient_scope"
+            ? `the token lacks the scope ${scope}`
+            : "the registry rejected the bearer token",
+        );
       }
-      if (sentScope === scope) throw this.authFailure(op, res, `the token lacks the scope ${scope}`);
       this.hostAuth.set(host, { kind: "bearer", realm, service: challenge.params.service });
-      const token = await this.fetchToken(op, realm, challenge.params.service, scope);
+      const token = await this.fetchToken(op, realm, challenge.params.service, scope, sentScope === scope);
+      fresh = true;
       this.tokens.set(this.tokenKey(realm, challenge.params.service, wanted), token);
       authorization = `Bearer ${token.token}`;
       sentScope = scope;
@@ -641,10 +649,11 @@ export class RegistryClient {
     realm: string,
     service: string | undefined,
     scope: string,
+    force = false,
   ): Promise<{ token: string; expiresAt: number }> {
     const key = this.tokenKey(realm, service, scope);
     const cached = this.tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return cached;
+    if (!force && cached && cached.expiresAt > Date.now()) return cached;
     const url = new URL(realm);
     if (service) url.searchParams.set("service", service);
     for (const s of scope.split(" ").filter(Boolean)) url.searchParams.append("scope", s);

@@ -115,6 +115,34 @@ for (const mode of ["htpasswd", "token"] as const) {
       if (tokens) expect(tokens.requests.length - before).toBe(1);
     });
 
+    it.runIf(mode === "token")("fetches a fresh token once when the registry rejects a cached one", async () => {
+      const c = client();
+      await c.getManifest(`${registry.host}/slinky/slurmd:t1`);
+      const before = tokens!.requests.length;
+      // The next token issued (for another repository's scope) is already expired: the registry
+      // rejects it, and the client fetches one fresh token and succeeds.
+      tokens!.expiredTokens = 1;
+      const manifest = await c.getManifest(`${registry.host}/slinky/login:docker`);
+      expect(manifest.mediaType).toBe(MEDIA_TYPES.dockerManifest);
+      expect(tokens!.requests.length - before).toBe(2);
+    });
+
+    it.runIf(mode === "token")("a token without push rights fails the push at once, naming the scope", async () => {
+      tokens!.grant = (user, _repository, actions) => (user === USER.username ? actions.filter((a) => a === "pull") : []);
+      try {
+        const c = client();
+        const before = c.requests;
+        const error = await c
+          .putManifest(`${registry.host}/slinky/slurmd:no-push`, syntheticImage("copy").manifest, MEDIA_TYPES.ociManifest)
+          .catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RegistryAuthError);
+        expect((error as Error).message).toMatch(/repository:slinky\/slurmd:(pull,push|push,pull)/);
+        expect(c.requests - before).toBeLessThanOrEqual(5);
+      } finally {
+        tokens!.grant = (_user, _repository, actions) => actions;
+      }
+    });
+
     it("caches credentials: a second manifest read costs one request", async () => {
       const c = client();
       await c.getManifest(`${registry.host}/slinky/slurmd:t1`);

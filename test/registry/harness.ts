@@ -181,6 +181,8 @@ export interface RunningTokenServer {
   requests: TokenRequest[];
   /** Actions a user gets per repository; default: everything asked for. */
   grant: (user: string, repository: string, actions: string[]) => string[];
+  /** The next this-many tokens are already expired (a token the registry rejects early). */
+  expiredTokens: number;
   stop(): Promise<void>;
 }
 
@@ -208,6 +210,7 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
     certFile,
     requests,
     grant: (_user, _repository, actions) => actions,
+    expiredTokens: 0,
     stop: async () => {
       await closeServer(server, sockets);
       rmSync(dir, { recursive: true, force: true });
@@ -237,7 +240,11 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
       const granted = account ? state.grant(account, name, (actions ?? "").split(",")) : [];
       return [{ type, name, actions: granted }];
     });
-    const now = Math.floor(Date.now() / 1000);
+    let now = Math.floor(Date.now() / 1000);
+    if (state.expiredTokens > 0) {
+      state.expiredTokens--;
+      now -= 3600;
+    }
     const head = b64url(JSON.stringify({ alg: "RS256", typ: "JWT", kid }));
     const claims = b64url(
       JSON.stringify({ iss: issuer, sub: account ?? "", aud: service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access }),
