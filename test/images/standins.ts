@@ -16,6 +16,7 @@
  *   version, its Release signed by an OpenPGP key generated here; the key's
  *   armored export is the NVIDIA_KEY input.
  *
+ * The sources live in test/images/standins/ (see its README.md).
  * Everything is labelled STAND-IN. The outputs are deterministic (fixed
  * timestamps and owners) and are reused from `dir` when already made with the
  * same versions, so a second harness run passes the same sha256s and the
@@ -26,6 +27,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -113,150 +115,29 @@ const MAINTAINER = "slinky-containers STAND-IN <standin@slinky-containers.invali
 
 // ---------------------------------------------------------------- pyxis
 
-function pyxisFiles(version: string): Record<string, { content: string; mode?: number }> {
-  const changelogDate = new Date(EPOCH * 1000).toUTCString().replace("GMT", "+0000");
-  return {
-    "README.STAND-IN": {
-      content: `STAND-IN for the NVIDIA pyxis ${version} source tarball, made by the
-slinky-containers test harness because this machine cannot reach GitHub.
-A minimal real SPANK plugin with pyxis's build interface:
-  make / make install (prefix, libdir, datarootdir, DESTDIR) / make orig / make deb
-It registers --container-image and logs that it was loaded; it runs no containers.
-`,
-    },
-    "spank_pyxis.c": {
-      content: `/* STAND-IN for the pyxis SPANK plugin: registers --container-image and
- * logs where it is loaded. Runs no containers. */
-#include <stddef.h>
-#include <slurm/spank.h>
+/** The fixture sources beside this module (test/images/standins/). */
+const SOURCES = fileURLToPath(new URL("./standins/", import.meta.url));
 
-SPANK_PLUGIN(pyxis, 1)
-
-static const char *image;
-
-static int set_image(int val, const char *optarg, int remote)
-{
-	(void)val;
-	(void)remote;
-	image = optarg;
-	return ESPANK_SUCCESS;
+/** A fixture file with @VERSION@ (and @DATE@) filled in. */
+async function source(path: string, version: string): Promise<string> {
+  const date = new Date(EPOCH * 1000).toUTCString().replace("GMT", "+0000");
+  const text = await readFile(join(SOURCES, path), "utf8");
+  return text.replaceAll("@VERSION@", version).replaceAll("@DATE@", date);
 }
 
-static struct spank_option options[] = {
-	{ "container-image", "[USER@][REGISTRY#]IMAGE[:TAG]|PATH",
-	  "[pyxis STAND-IN] the image to run the job in (accepted, not used)",
-	  1, 0, set_image },
-	SPANK_OPTIONS_TABLE_END
-};
-
-int slurm_spank_init(spank_t sp, int ac, char **av)
-{
-	(void)ac;
-	(void)av;
-	for (int i = 0; options[i].name != NULL; i++)
-		if (spank_option_register(sp, &options[i]) != ESPANK_SUCCESS)
-			return ESPANK_ERROR;
-	return ESPANK_SUCCESS;
-}
-
-int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
-{
-	(void)ac;
-	(void)av;
-	if (spank_remote(sp))
-		slurm_info("pyxis STAND-IN %s loaded (image: %s)", PYXIS_VERSION,
-			   image ? image : "none");
-	return ESPANK_SUCCESS;
-}
-`,
-    },
-    Makefile: {
-      content: `# STAND-IN pyxis build: the same targets and variables as pyxis's Makefile.
-prefix      ?= /usr/local
-libdir      ?= $(prefix)/lib
-datarootdir ?= $(prefix)/share
-datadir     ?= $(datarootdir)
-
-PYXIS_VER ?= ${version}
-
-PLUGIN     := spank_pyxis.so
-CONF       := pyxis.conf
-PLUGIN_DIR := $(abspath $(DESTDIR)/$(libdir)/slurm)
-CONF_DIR   := $(abspath $(DESTDIR)/$(datadir)/pyxis)
-
-CPPFLAGS += -D_GNU_SOURCE -DPYXIS_VERSION=\\"$(PYXIS_VER)\\"
-CFLAGS   += -std=gnu11 -O2 -Wall -fPIC
-
-.PHONY: all install clean orig deb
-
-all: $(PLUGIN)
-
-$(PLUGIN): spank_pyxis.c
-\t$(CC) $(CPPFLAGS) $(CFLAGS) -shared $(LDFLAGS) -o $@ $<
-
-install: all
-\tinstall -d -m 755 $(PLUGIN_DIR) $(CONF_DIR)
-\tinstall -m 644 $(PLUGIN) $(PLUGIN_DIR)
-\tprintf 'required %s/slurm/%s\\n' '$(libdir)' '$(PLUGIN)' > $(CONF_DIR)/$(CONF)
-\tchmod 644 $(CONF_DIR)/$(CONF)
-
-clean:
-\trm -f $(PLUGIN) *.o
-
-orig: clean
-\ttar -caf ../nvslurm-plugin-pyxis_$(PYXIS_VER).orig.tar.xz --owner=root --group=root --exclude=.git .
-
-deb: clean
-\tdebuild -us -uc -G -i -tc
-`,
-    },
-    "debian/changelog": {
-      content: `nvslurm-plugin-pyxis (${version}-1) UNRELEASED; urgency=medium
-
-  * STAND-IN release ${version} for the slinky-containers test harness.
-
- -- ${MAINTAINER}  ${changelogDate}
-`,
-    },
-    "debian/compat": { content: "10\n" },
-    "debian/control": {
-      content: `Source: nvslurm-plugin-pyxis
-Section: admin
-Priority: optional
-Maintainer: ${MAINTAINER}
-Standards-Version: 4.1.4
-Build-Depends: debhelper (>= 10), slurm-smd-dev | libslurm-dev
-
-Package: nvslurm-plugin-pyxis
-Architecture: any
-Depends: \${shlibs:Depends}, \${misc:Depends}, enroot (>= 3.1.0) | enroot-hardened (>= 3.1.0)
-Description: STAND-IN Slurm SPANK plugin for containerized tasks (pyxis)
- STAND-IN made by the slinky-containers test harness; not NVIDIA's pyxis.
-`,
-    },
-    "debian/rules": {
-      content: `#!/usr/bin/make -f
-export DEB_BUILD_MAINT_OPTIONS = hardening=+all
-
-%:
-\tdh $@
-
-override_dh_auto_install:
-\tdh_auto_install -- prefix= libdir=/usr/lib/$(DEB_HOST_MULTIARCH) datarootdir=/usr/share
-`,
-      mode: 0o755,
-    },
-    "debian/source/format": { content: "3.0 (quilt)\n" },
-    "debian/copyright": { content: "STAND-IN test fixture made by slinky-containers; no third-party code.\n" },
-  };
+/** The fixture's mode bits (executables stay executable). */
+async function modeOf(path: string): Promise<number> {
+  return (await stat(join(SOURCES, path))).mode & 0o777;
 }
 
 async function makePyxis(dir: string, version: string): Promise<string> {
   const work = await mkdtemp(join(tmpdir(), "standin-pyxis-"));
   try {
     const top = `pyxis-${version}`;
-    for (const [name, file] of Object.entries(pyxisFiles(version))) {
-      await put(join(work, top, name), file.content, file.mode ?? 0o644);
+    const { stdout } = await run("find", [".", "-type", "f"], { cwd: join(SOURCES, "pyxis") });
+    for (const name of stdout.split("\n").filter(Boolean)) {
+      const path = join("pyxis", name);
+      await put(join(work, top, name), await source(path, version), await modeOf(path));
     }
     await touchTree(join(work, top));
     const out = join(dir, `pyxis-${version}.STAND-IN.tar.gz`);
@@ -289,27 +170,10 @@ async function makeEnroot(dir: string, version: string): Promise<{ enroot: strin
         Description: "STAND-IN for NVIDIA enroot (test fixture)\n STAND-IN made by the slinky-containers test harness; it runs no containers.",
       }),
     );
-    await put(
-      join(main, "usr/bin/enroot"),
-      `#!/bin/sh
-# STAND-IN for NVIDIA enroot ${version}: answers "enroot version" only.
-case "\${1:-}" in
-version) echo "${version}" ;;
-*)
-	echo "enroot STAND-IN ${version}: only 'enroot version' is implemented" >&2
-	exit 1
-	;;
-esac
-`,
-      0o755,
-    );
+    await put(join(main, "usr/bin/enroot"), await source("bin/enroot", version), 0o755);
     await put(join(main, "etc/enroot/enroot.conf"), "# STAND-IN enroot configuration\n");
     await put(join(main, "etc/enroot/hooks.d/.keep"), "");
-    await put(
-      join(main, "usr/share/enroot/hooks.d/50-slurm-pmi.sh"),
-      "#!/bin/sh\n# STAND-IN extra enroot hook (does nothing)\nexit 0\n",
-      0o755,
-    );
+    await put(join(main, "usr/share/enroot/hooks.d/50-slurm-pmi.sh"), await source("bin/50-slurm-pmi.sh", version), 0o755);
     await put(join(main, "usr/share/enroot/bash_completion"), "# STAND-IN bash completion for enroot\ncomplete -W 'version' enroot\n");
     const caps = join(work, "caps");
     await put(
@@ -340,20 +204,7 @@ esac
 
 async function makeKubectl(dir: string, version: string): Promise<string> {
   const out = join(dir, `kubectl-${version}.STAND-IN`);
-  await put(
-    out,
-    `#!/bin/sh
-# STAND-IN for kubectl v${version}: answers "kubectl version --client" only.
-if [ "\${1:-}" = version ]; then
-	echo "Client Version: v${version}"
-	echo "Kustomize Version: STAND-IN"
-	exit 0
-fi
-echo "kubectl STAND-IN v${version}: only 'kubectl version --client' is implemented" >&2
-exit 1
-`,
-    0o755,
-  );
+  await put(out, await source("bin/kubectl", version), 0o755);
   await utimes(out, EPOCH, EPOCH);
   return out;
 }
@@ -378,14 +229,14 @@ async function makeNvidiaRepo(
         name: "nvidia-container-toolkit-base",
         fields: { Depends: "bash" },
         files: {
-          "usr/bin/nvidia-ctk": `#!/bin/sh\n# STAND-IN for nvidia-ctk\necho "NVIDIA Container Toolkit CLI version ${upstream} (STAND-IN)"\n`,
+          "usr/bin/nvidia-ctk": await source("bin/nvidia-ctk", upstream),
         },
       },
       {
         name: "nvidia-container-toolkit",
         fields: { Depends: `nvidia-container-toolkit-base (= ${version})` },
         files: {
-          "usr/bin/nvidia-container-runtime-hook": `#!/bin/sh\n# STAND-IN for nvidia-container-runtime-hook\necho "NVIDIA Container Runtime Hook version ${upstream} (STAND-IN)"\n`,
+          "usr/bin/nvidia-container-runtime-hook": await source("bin/nvidia-container-runtime-hook", upstream),
         },
       },
     ];
@@ -466,12 +317,22 @@ async function describe(dir: string, path: string, version: string, description:
   return { file: relative(dir, path), path, sha256: await sha256Of(path), version, description };
 }
 
-async function reuse(dir: string, options: StandInOptions): Promise<StandIns | null> {
+/** A digest of the fixture sources: changed sources mean new stand-ins. */
+async function sourcesDigest(): Promise<string> {
+  const { stdout } = await run("find", [".", "-type", "f"], { cwd: SOURCES });
+  const hash = createHash("sha256");
+  for (const name of stdout.split("\n").filter(Boolean).sort()) {
+    hash.update(`${name}\0${await modeOf(name)}\0`).update(await readFile(join(SOURCES, name)));
+  }
+  return hash.digest("hex");
+}
+
+async function reuse(dir: string, options: StandInOptions, digest: string): Promise<StandIns | null> {
   const state = join(dir, STATE);
   if (!(await exists(state))) return null;
   try {
-    const saved = JSON.parse(await readFile(state, "utf8")) as StandIns;
-    if (JSON.stringify(saved.options) !== JSON.stringify(options) || saved.dir !== dir) return null;
+    const saved = JSON.parse(await readFile(state, "utf8")) as StandIns & { sources?: string };
+    if (JSON.stringify(saved.options) !== JSON.stringify(options) || saved.dir !== dir || saved.sources !== digest) return null;
     for (const item of [saved.pyxis, saved.enroot, saved.enrootCaps, saved.kubectl, saved.nvidiaKey]) {
       if (!(await exists(item.path)) || (await sha256Of(item.path)) !== item.sha256) return null;
     }
@@ -489,7 +350,8 @@ async function reuse(dir: string, options: StandInOptions): Promise<StandIns | n
  * stand-in under `dir` and returns their paths, sha256s and versions.
  */
 export async function makeStandIns(dir: string, options: StandInOptions): Promise<StandIns> {
-  const reused = await reuse(dir, options);
+  const digest = await sourcesDigest();
+  const reused = await reuse(dir, options, digest);
   if (reused) return reused;
   await mkdir(dir, { recursive: true });
   const pyxis = await makePyxis(dir, options.pyxisVersion);
@@ -514,7 +376,7 @@ export async function makeStandIns(dir: string, options: StandInOptions): Promis
       description: "STAND-IN flat apt repository with nvidia-container-toolkit(-base)",
     },
   };
-  await writeFile(join(dir, STATE), `${JSON.stringify(standIns, null, 2)}\n`);
+  await writeFile(join(dir, STATE), `${JSON.stringify({ ...standIns, sources: digest }, null, 2)}\n`);
   return standIns;
 }
 
