@@ -115,7 +115,10 @@ for (const mode of ["htpasswd", "token"] as const) {
       if (tokens) expect(tokens.requests.length - before).toBe(1);
     });
 
-    it.runIf(mode === "token")("fetches a fresh token once when the registry rejects a cached one", async () => {
+    // Token auth only (GitLab's, Docker Hub's and GHCR's flow).
+    const itToken = mode === "token" ? it : () => {};
+
+    itToken("fetches a fresh token once when the registry rejects a cached one", async () => {
       const c = client();
       await c.getManifest(`${registry.host}/slinky/slurmd:t1`);
       const before = tokens!.requests.length;
@@ -127,7 +130,7 @@ for (const mode of ["htpasswd", "token"] as const) {
       expect(tokens!.requests.length - before).toBe(2);
     });
 
-    it.runIf(mode === "token")("a token without push rights fails the push at once, naming the scope", async () => {
+    itToken("a token without push rights fails the push at once, naming the scope", async () => {
       tokens!.grant = (user, _repository, actions) => (user === USER.username ? actions.filter((a) => a === "pull") : []);
       try {
         const c = client();
