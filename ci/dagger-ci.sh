@@ -22,7 +22,9 @@ done
 dagger_bin="${DAGGER_BIN_DIR:-/usr/local/bin}/dagger"
 export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
 
-exec "$dagger_bin" call ci \
+# `ci` returns its report even when an image failed, so the job can keep it as an
+# artifact; report/status then says whether the run passed.
+"$dagger_bin" call ci \
   --branch "$CI_COMMIT_BRANCH" \
   --commit-sha "$CI_COMMIT_SHA" \
   --default-branch "$CI_DEFAULT_BRANCH" \
@@ -34,3 +36,10 @@ exec "$dagger_bin" call ci \
   --flavor "${LINUX_FLAVOR:-ubuntu24.04}" \
   --group "${BUILD_GROUP:-all}" \
   export --path report
+
+status="$(cat report/status 2>/dev/null || echo "missing")"
+if [[ "$status" != "passed" ]]; then
+  cat report/report.md 2>/dev/null || true
+  die "the run did not pass (report/status: ${status}); no production tag moved unless the report says so"
+fi
+cat report/report.md

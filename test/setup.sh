@@ -15,6 +15,7 @@ packages=(
   apt-utils        # apt-ftparchive for the stand-in apt repository
   gcc              # compiles the stand-in pyxis and kubectl
   rsync            # gitlab-ci-local copies the job tree with it
+  openssl          # certificates and keys for the token-auth registry tests
   curl
   ca-certificates
 )

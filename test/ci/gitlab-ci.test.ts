@@ -200,7 +200,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       ? Object.fromEntries(readFileSync(join(out, "env"), "utf8").trimEnd().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]))
       : {};
     const log = readFileSync(join(repo, ".gitlab-ci-local", "output", `${JOB}.log`), "utf8");
-    const artifact = join(repo, ".gitlab-ci-local", "artifacts", JOB, "report", "summary.md");
+    const artifact = join(repo, ".gitlab-ci-local", "artifacts", JOB, "report", "report.md");
     return { r, argv, envSeen, log, artifactExists: existsSync(artifact) };
   }
 
@@ -266,6 +266,14 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     const { r, argv, artifactExists } = await runJob(["--variable", "STANDIN_EXIT=3"]);
     expect(argv[0]).toBe("call");
     expect(r.code).not.toBe(0);
+    expect(artifactExists).toBe(true);
+  }, 90_000);
+
+  it("fails the job, keeping the report, when the call returns a report whose status is failed", async () => {
+    const { r, argv, log, artifactExists } = await runJob(["--variable", "STANDIN_STATUS=failed"]);
+    expect(argv[0]).toBe("call");
+    expect(r.code).not.toBe(0);
+    expect(log).toMatch(/the run did not pass \(report\/status: failed\)/);
     expect(artifactExists).toBe(true);
   }, 90_000);
 

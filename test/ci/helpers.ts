@@ -73,7 +73,7 @@ export interface StandIn {
  * holding a shell script called `dagger`. `dagger version` prints `reportVersion`;
  * `dagger call ...` writes its argv (one per line) to $STANDIN_ARGV, a few facts about its
  * environment to $STANDIN_ENV (a hash of the password, never the password), writes
- * report/summary.md like `export --path report` would, and exits $STANDIN_EXIT (default 0).
+ * report/report.md and report/status (STANDIN_STATUS, default passed) like `export --path report` would, and exits $STANDIN_EXIT (default 0).
  */
 export async function makeStandIn(version: string, reportVersion = version): Promise<StandIn> {
   const dir = mkdtempSync(join(tmpdir(), "dagger-standin-"));
@@ -91,7 +91,8 @@ export async function makeStandIn(version: string, reportVersion = version): Pro
     '      echo "DOCKER_TLS_VERIFY=${DOCKER_TLS_VERIFY:-}"; echo "DOCKER_CERT_PATH=${DOCKER_CERT_PATH:-}";',
     '      echo "_EXPERIMENTAL_DAGGER_RUNNER_HOST=${_EXPERIMENTAL_DAGGER_RUNNER_HOST:-}"; } > "$STANDIN_ENV"',
     "    mkdir -p report",
-    '    echo "# stand-in report" > report/summary.md',
+    '    echo "# stand-in report" > report/report.md',
+    '    echo "${STANDIN_STATUS:-passed}" > report/status',
     '    exit "${STANDIN_EXIT:-0}" ;;',
     '  *) echo "stand-in dagger: unsupported $1" >&2; exit 2 ;;',
     "esac",
