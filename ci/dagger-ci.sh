@@ -35,6 +35,7 @@ export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
   --slurm-version "${SLURM_VERSION:-25.11}" \
   --flavor "${LINUX_FLAVOR:-ubuntu24.04}" \
   --group "${BUILD_GROUP:-all}" \
+  --commit-timestamp "${CI_COMMIT_TIMESTAMP:-}" \
   export --path report
 
 status="$(cat report/status 2>/dev/null || echo "missing")"

@@ -142,8 +142,10 @@ export class SlinkyContainers {
     flavor = "ubuntu24.04",
     /** Images to publish: core, extras or all. */
     group = "all",
+    /** The commit's time (RFC 3339, e.g. $CI_COMMIT_TIMESTAMP): the images' created label. */
+    commitTimestamp?: string,
   ): Promise<string> {
-    const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
+    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
     return outcome(await engineRun(run, { check: false, push: "build", promote: false }));
   }
 
@@ -203,8 +205,10 @@ export class SlinkyContainers {
     flavor = "ubuntu24.04",
     /** $BUILD_GROUP: core, extras or all. */
     group = "all",
+    /** $CI_COMMIT_TIMESTAMP: the images' created label. */
+    commitTimestamp?: string,
   ): Promise<Directory> {
-    const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
+    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
     const report = await engineRun({ ...run, defaultBranch, pipelineSource }, { check: true, push: "build", promote: true });
     return reportDirectory(report);
   }

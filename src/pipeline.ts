@@ -27,6 +27,8 @@ export interface EngineRun {
   /** Empty in merge-request and tag pipelines: then nothing is pushed. */
   branch: string;
   commitSha: string;
+  /** The commit's time (RFC 3339): the images' created label, the same on every re-run. */
+  commitTimestamp?: string;
   defaultBranch: string;
   pipelineSource: string;
   username: string;
@@ -62,7 +64,10 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   if (stages.push === "build") requireChecksums(run.manifest, resolved);
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
   const container = (name: string) =>
-    imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), { revision: run.commitSha });
+    imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), {
+      revision: run.commitSha,
+      created: run.commitTimestamp,
+    });
   const log = createLogger();
   let client: Promise<RegistryClient> | undefined;
   const getClient = () => {

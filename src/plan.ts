@@ -144,7 +144,12 @@ export function imageLabels(
   };
   if (resolved.flavor.baseDigest) labels[`${oci}.base.digest`] = resolved.flavor.baseDigest;
   if (provenance.revision) labels[`${oci}.revision`] = provenance.revision;
-  if (provenance.created) labels[`${oci}.created`] = provenance.created;
+  if (provenance.created) {
+    if (Number.isNaN(Date.parse(provenance.created))) {
+      throw new Error(`created time ${JSON.stringify(provenance.created)} is not an RFC 3339 date, e.g. 2026-11-28T00:00:00Z`);
+    }
+    labels[`${oci}.created`] = provenance.created;
+  }
   return labels;
 }
 

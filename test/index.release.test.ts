@@ -78,6 +78,7 @@ describe("publish, promote and ci as dagger call sees them", () => {
       slurmVersion: ["STRING_KIND", "required", defaults.slurmVersion],
       flavor: ["STRING_KIND", "required", defaults.flavor],
       group: ["STRING_KIND", "required", defaults.group],
+      commitTimestamp: ["STRING_KIND", "optional", undefined],
     });
     expect(module.methods.publish!.returnType.kind).toBe("STRING_KIND");
     expect(module.methods.promote!.returnType.kind).toBe("STRING_KIND");

@@ -112,6 +112,12 @@ describe("imageLabels", () => {
     expect(Object.keys(labels)).not.toContain("org.opencontainers.image.license");
   });
 
+  it("refuses a created time that is not a date", () => {
+    expect(() => imageLabels(manifest, resolve(manifest), imageSpec("slurmd"), { created: "yesterday" })).toThrow(
+      'created time "yesterday" is not an RFC 3339 date',
+    );
+  });
+
   it("leaves out provenance it does not know", () => {
     const labels = imageLabels(manifest, resolve(manifest, { flavor: "debian13" }), imageSpec("slurmd"));
     expect(Object.keys(labels)).not.toEqual(expect.arrayContaining(["org.opencontainers.image.revision"]));
