@@ -35,7 +35,7 @@ describe("the job's dagger call matches the module's `ci` function", () => {
       ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp"].sort(),
     );
     expect(flags.get("password")).toBe("env:CI_REGISTRY_PASSWORD");
-    expect(flags.get("commit-timestamp")).toBe(`"${CI_COMMIT_TIMESTAMP:-}"`);
+    expect(flags.get("commit-timestamp")).toBe('"${CI_COMMIT_TIMESTAMP:-}"');
   });
 
   it("`ci` exists and returns a Directory", () => {
