@@ -20,6 +20,9 @@ export interface ClusterPorts {
   slurmd: number;
   srunLow: number;
   srunHigh: number;
+  /** sshd of the slurmd and login containers (22 is the host's). */
+  slurmdSsh: number;
+  loginSsh: number;
 }
 
 export const DEFAULT_PORTS: ClusterPorts = {
@@ -27,6 +30,8 @@ export const DEFAULT_PORTS: ClusterPorts = {
   slurmd: Number(process.env.SLINKY_TEST_SLURMD_PORT ?? 16818),
   srunLow: 16900,
   srunHigh: 16950,
+  slurmdSsh: 16822,
+  loginSsh: 16823,
 };
 
 export const CLUSTER_NAME = "slinkytest";
@@ -64,6 +69,8 @@ export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split
     "SelectType=select/cons_tres",
     "SlurmctldDebug=info",
     "SlurmdDebug=info",
+    "SlurmdParameters=config_overrides",
+    "MailProg=/bin/true",
     "SlurmctldTimeout=30",
     "SlurmdTimeout=30",
     `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=1 RealMemory=100 State=UNKNOWN`,

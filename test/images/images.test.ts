@@ -107,7 +107,7 @@ beforeAll(async () => {
   const sources: HarnessSources = {
     base: { name: BASE_IMAGE, id: report.base.id },
     slurm: { version: SLURM_STANDIN.version, url: server.url(SLURM_STANDIN.file), sha256: SLURM_STANDIN.sha256 },
-    ...served.sources(server),
+    standIns: served.override(server),
   };
   plan = buildPlan(sources, await provenance());
   report.setupSeconds = round((Date.now() - startedAt) / 1000);
@@ -224,13 +224,18 @@ describe.sequential("debian13 images built by BuildKit", () => {
         name: names.slurmd,
         image: ref("slurmd"),
         mounts: [keyOnly],
-        env: { SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}` },
+        env: {
+          SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}`,
+          SSHD_OPTIONS: `-p ${ports.slurmdSsh}`,
+        },
       });
+      // The login node reads slurm.conf itself: a configless sackd registers and
+      // listens on SlurmdPort, which slurmd holds on this shared host network.
       await startDaemon({
         name: names.login,
         image: ref("login"),
-        mounts: [keyOnly],
-        env: { SACKD_OPTIONS: `--conf-server ${confServer}` },
+        mounts: [etc],
+        env: { SSHD_OPTIONS: `-p ${ports.loginSsh}` },
       });
       const diagnose = async () =>
         (await Promise.all(Object.values(names).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");

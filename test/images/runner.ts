@@ -5,8 +5,8 @@
  * manifest, as a site manifest would.
  */
 import { join } from "node:path";
-import type { ImageSpec, InputName } from "../../src/catalog.js";
-import { loadManifest, type Manifest } from "../../src/manifest.js";
+import type { ImageSpec } from "../../src/catalog.js";
+import { deepMerge, loadManifest, type Manifest } from "../../src/manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/plan.js";
 import { docker, dockerOk, IMAGE_PREFIX, REPO, run, SLURM_STANDIN } from "./harness.js";
 
@@ -24,34 +24,34 @@ export interface HarnessSources {
   base: { name: string; id: string };
   /** The Slurm source stand-in, served from loopback. */
   slurm: ServedDownload;
-  /** Stand-ins for every other pinned download, served from loopback. */
-  inputs: Record<InputName, ServedDownload>;
-  /** Flat apt repository of the NVIDIA toolkit stand-in, if the stand-ins provide one. */
-  nvidiaRepository?: { url: string; version: string };
+  /**
+   * The stand-ins' part of the site manifest (inputs.*, nvidiaToolkit), from
+   * standins.ts's standInOverride with the loopback URLs.
+   */
+  standIns: unknown;
 }
 
 /**
  * The site manifest the harness lays over manifest.json: a "24.11" Slurm line
  * (the stand-in source is 24.11.5, so images say so), the debian13 flavor on the
- * local base image, every input pointed at its loopback stand-in.
+ * local base image, every other input pointed at its loopback stand-in.
  */
 export function siteOverride(sources: HarnessSources, baseDigest: string | null): unknown {
-  const note = "harness stand-in served from 127.0.0.1";
-  return {
+  return deepMerge(sources.standIns, {
     slurm: {
       [SLURM_STANDIN.line]: {
         ...sources.slurm,
         checksumSource: "Debian trixie slurm-wlm 24.11.5 orig tarball (SchedMD tag archive slurm-24-11-5-1)",
       },
     },
-    flavors: { [FLAVOR]: { baseImage: sources.base.name, baseDigest } },
-    inputs: Object.fromEntries(
-      Object.entries(sources.inputs).map(([name, download]) => [name, { ...download, checksumSource: note }]),
-    ),
-    ...(sources.nvidiaRepository
-      ? { nvidiaToolkit: { repository: sources.nvidiaRepository.url, version: sources.nvidiaRepository.version } }
-      : {}),
-  };
+    flavors: {
+      [FLAVOR]: {
+        baseImage: sources.base.name,
+        baseDigest,
+        digestSource: "image id of the debootstrapped base imported by the harness",
+      },
+    },
+  });
 }
 
 export interface BuildPlan {
