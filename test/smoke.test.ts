@@ -11,7 +11,7 @@ describe("smokeScript", () => {
     const result = sh(["-n"], script);
     expect(result.status, result.stderr).toBe(0);
     expect(script).toContain(`smoke ${image}:`);
-    expect(script).toContain("slurm 24.11.5");
+    expect(script).toContain("24.11.5");
   });
 
   it("has the common checks for every image and the image-specific ones where they belong", () => {
