@@ -116,9 +116,16 @@ function checksOf(image: ImageName, version: string): Check[] {
   const facts = FACTS[image];
   const checks: Check[] = [];
   for (const command of facts.daemons) {
+    // slurmdbd reads slurmdbd.conf (beside SLURM_CONF) before its options:
+    // give it a minimal one of its own.
+    const run =
+      command === "slurmdbd"
+        ? `conf=$(mktemp -d) && printf 'DbdHost=localhost\\nStorageType=accounting_storage/mysql\\nSlurmUser=root\\n' >"$conf/slurmdbd.conf" && chmod 600 "$conf/slurmdbd.conf"
+if out=$(SLURM_CONF="$conf/slurm.conf" slurmdbd -V 2>&1); then`
+        : `if out=$(${command} -V 2>&1); then`;
     checks.push({
       name: `version:${command}`,
-      sh: `if out=$(${command} -V 2>&1); then
+      sh: `${run}
   [ "$out" = ${q(`slurm ${version}`)} ] || fail "${command} -V printed '$out', expected 'slurm ${version}'"
 else
   fail "${command} -V exited $?: $out"
