@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { docker, dockerOk } from "./harness.js";
+import { docker, dockerOk, HERE } from "./harness.js";
 
 /** Prefix of every container the harness starts; cleanup removes exactly these names. */
 export const CONTAINER_PREFIX = "slinky-test-";
@@ -20,6 +20,9 @@ export interface ClusterPorts {
   slurmd: number;
   srunLow: number;
   srunHigh: number;
+  slurmdbd: number;
+  /** The test database (MariaDB) of slurmdbd. */
+  mariadb: number;
   /** sshd of the slurmd and login containers (22 is the host's). */
   slurmdSsh: number;
   loginSsh: number;
@@ -28,6 +31,8 @@ export interface ClusterPorts {
 export const DEFAULT_PORTS: ClusterPorts = {
   slurmctld: Number(process.env.SLINKY_TEST_SLURMCTLD_PORT ?? 16817),
   slurmd: Number(process.env.SLINKY_TEST_SLURMD_PORT ?? 16818),
+  slurmdbd: Number(process.env.SLINKY_TEST_SLURMDBD_PORT ?? 16819),
+  mariadb: Number(process.env.SLINKY_TEST_MARIADB_PORT ?? 16806),
   srunLow: 16900,
   srunHigh: 16950,
   slurmdSsh: 16822,
@@ -61,7 +66,9 @@ export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split
     "ProctrackType=proctrack/linuxproc",
     "TaskPlugin=task/none",
     "JobAcctGatherType=jobacct_gather/none",
-    "AccountingStorageType=accounting_storage/none",
+    "AccountingStorageType=accounting_storage/slurmdbd",
+    "AccountingStorageHost=127.0.0.1",
+    `AccountingStoragePort=${ports.slurmdbd}`,
     "SwitchType=switch/none",
     "MpiDefault=none",
     "ReturnToService=2",
@@ -81,6 +88,39 @@ export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split
 
 export const CGROUP_CONF = "CgroupPlugin=disabled\n";
 
+export const DB_NAME = "slurm_acct_db";
+export const DB_USER = "slurm";
+
+/** slurmdbd.conf: MariaDB on loopback, the password made at test time. */
+export function slurmdbdConf(ports: ClusterPorts, password: string, dbdHost = hostname().split(".")[0]!): string {
+  return [
+    "AuthType=auth/slurm",
+    `DbdHost=${dbdHost}`,
+    `DbdPort=${ports.slurmdbd}`,
+    "SlurmUser=slurm",
+    "PidFile=/tmp/slurmdbd.pid",
+    "DebugLevel=info",
+    "StorageType=accounting_storage/mysql",
+    "StorageHost=127.0.0.1",
+    `StoragePort=${ports.mariadb}`,
+    `StorageUser=${DB_USER}`,
+    `StoragePass=${password}`,
+    `StorageLoc=${DB_NAME}`,
+    "",
+  ].join("\n");
+}
+
+/** Run by MariaDB at each start: the database and slurmdbd's account. */
+export function dbInitSql(password: string): string {
+  const quoted = password.replace(/[\\']/g, "");
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${DB_NAME};`,
+    `CREATE USER IF NOT EXISTS '${DB_USER}'@'127.0.0.1' IDENTIFIED BY '${quoted}';`,
+    `GRANT ALL ON ${DB_NAME}.* TO '${DB_USER}'@'127.0.0.1';`,
+    "",
+  ].join("\n");
+}
+
 export interface ClusterFiles {
   dir: string;
   /** slurm.conf, cgroup.conf, slurm.key: slurmctld's /etc/slurm. */
@@ -89,28 +129,41 @@ export interface ClusterFiles {
   keyOnly: string;
   /** Owned by uid 401, mounted as slurmctld's StateSaveLocation. */
   state: string;
+  /** slurmdbd.conf (600, uid 401) and the key: slurmdbd's /etc/slurm. */
+  dbd: string;
+  /** init.sql for the test database (holds the password: 600, owned by `dbUid`). */
+  dbInit: string;
 }
 
 /** slurm.conf, cgroup.conf and a fresh auth/slurm key (random, mode 600, owned by 401). */
-export function writeClusterFiles(parent: string, ports: ClusterPorts): ClusterFiles {
+export function writeClusterFiles(parent: string, ports: ClusterPorts, dbUid: number): ClusterFiles {
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(join(parent, "cluster-"));
   const etc = join(dir, "etc-slurm");
   const keyOnly = join(dir, "etc-slurm-configless");
   const state = join(dir, "state");
+  const dbd = join(dir, "etc-slurmdbd");
   mkdirSync(etc);
   mkdirSync(keyOnly);
   mkdirSync(state);
+  mkdirSync(dbd);
+  const password = randomBytes(18).toString("base64url");
+  const secret = (path: string, content: string | Buffer, uid: number) => {
+    writeFileSync(path, content, { mode: 0o600 });
+    chmodSync(path, 0o600);
+    chownSync(path, uid, uid);
+  };
+  secret(join(dbd, "slurmdbd.conf"), slurmdbdConf(ports, password), SLURM_UID);
+  const dbInit = join(dir, "db-init.sql");
+  secret(dbInit, dbInitSql(password), dbUid);
   writeFileSync(join(etc, "slurm.conf"), slurmConf(ports), { mode: 0o644 });
   writeFileSync(join(etc, "cgroup.conf"), CGROUP_CONF, { mode: 0o644 });
   const key = randomBytes(1024);
-  for (const path of [join(etc, "slurm.key"), join(keyOnly, "slurm.key")]) {
-    writeFileSync(path, key, { mode: 0o600 });
-    chmodSync(path, 0o600);
-    chownSync(path, SLURM_UID, SLURM_UID);
+  for (const path of [join(etc, "slurm.key"), join(keyOnly, "slurm.key"), join(dbd, "slurm.key")]) {
+    secret(path, key, SLURM_UID);
   }
   chownSync(state, SLURM_UID, SLURM_UID);
-  return { dir, etc, keyOnly, state };
+  return { dir, etc, keyOnly, state, dbd, dbInit };
 }
 
 export function removeClusterFiles(files: ClusterFiles): void {
@@ -120,6 +173,8 @@ export function removeClusterFiles(files: ClusterFiles): void {
 export interface Daemon {
   name: string;
   image: string;
+  /** Replaces the image's entrypoint (only for the test database). */
+  entrypoint?: string;
   env?: Record<string, string>;
   mounts: string[];
   args?: string[];
@@ -130,6 +185,7 @@ export async function startDaemon(daemon: Daemon): Promise<void> {
   const args = ["run", "-d", "--name", daemon.name, "--network", "host", "--label", "slinky-test=cluster"];
   for (const [key, value] of Object.entries(daemon.env ?? {})) args.push("-e", `${key}=${value}`);
   for (const mount of daemon.mounts) args.push("-v", mount);
+  if (daemon.entrypoint) args.push("--entrypoint", daemon.entrypoint);
   args.push(daemon.image, ...(daemon.args ?? []));
   await dockerOk(args, { timeoutMs: 60_000 });
 }
@@ -171,4 +227,21 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+export const DB_IMAGE = "slinky-test/mariadb:trixie";
+
+/**
+ * Builds the test database image (test/images/db/Dockerfile) on the flavor's base
+ * image; returns it and the uid of its mysql user (owner of the init file).
+ */
+export async function buildTestDatabase(baseImage: string): Promise<{ ref: string; mysqlUid: number }> {
+  const context = join(HERE, "db");
+  await dockerOk(
+    ["build", "--network", "host", "--build-arg", `BASE_IMAGE=${baseImage}`, "-t", DB_IMAGE, context],
+    { timeoutMs: 15 * 60_000 },
+  );
+  const uid = (await dockerOk(["run", "--rm", "--network", "none", "--entrypoint", "id", DB_IMAGE, "-u", "mysql"])).trim();
+  if (!/^\d+$/.test(uid)) throw new Error(`mysql uid in ${DB_IMAGE}: ${uid}`);
+  return { ref: DB_IMAGE, mysqlUid: Number(uid) };
 }

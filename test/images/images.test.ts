@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES, type ImageSpec } from "../../src/catalog.js";
 import { smokeScript } from "../../src/smoke.js";
 import {
+  buildTestDatabase,
   CONTAINER_PREFIX,
   type ClusterFiles,
   DEFAULT_PORTS,
@@ -84,7 +85,7 @@ const report = {
   base: { name: BASE_IMAGE, id: "" },
   setupSeconds: 0,
   images: [] as ImageRow[],
-  cluster: { sinfo: "", srun: "", passed: false },
+  cluster: { sinfo: "", srun: "", sacct: "", passed: false },
   totalSeconds: 0,
 };
 
@@ -199,15 +200,13 @@ describe.sequential("debian13 images built by BuildKit", () => {
   });
 
   it(
-    "mini cluster: sinfo shows the node idle, srun hostname runs on it",
+    "mini cluster: slurmdbd records, sinfo shows the node idle, srun hostname runs on it",
     async () => {
       const ports = DEFAULT_PORTS;
-      clusterFiles = writeClusterFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports);
       const ref = (name: string) => plan.ref(IMAGES.find((image) => image.name === name)!);
-      const etc = `${clusterFiles.etc}:/etc/slurm:ro`;
-      const keyOnly = `${clusterFiles.keyOnly}:/etc/slurm:ro`;
-      const confServer = `127.0.0.1:${ports.slurmctld}`;
       const names = {
+        db: `${CONTAINER_PREFIX}mariadb`,
+        dbd: `${CONTAINER_PREFIX}slurmdbd`,
         ctld: `${CONTAINER_PREFIX}slurmctld`,
         slurmd: `${CONTAINER_PREFIX}slurmd`,
         login: `${CONTAINER_PREFIX}login`,
@@ -215,31 +214,59 @@ describe.sequential("debian13 images built by BuildKit", () => {
       // Leftovers of an interrupted run would hold the ports.
       await removeContainers(Object.values(names));
       containers.push(...Object.values(names));
+      // The test database: MariaDB from the same base image and apt mirror.
+      const db = await buildTestDatabase(report.base.name);
+      clusterFiles = writeClusterFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports, db.mysqlUid);
+      const etc = `${clusterFiles.etc}:/etc/slurm:ro`;
+      const keyOnly = `${clusterFiles.keyOnly}:/etc/slurm:ro`;
+      const confServer = `127.0.0.1:${ports.slurmctld}`;
+      const dbSocket = "/run/mysqld/slinky-test.sock";
       await startDaemon({
-        name: names.ctld,
-        image: ref("slurmctld"),
-        mounts: [etc, `${clusterFiles.state}:/var/spool/slurmctld`],
-      });
-      await startDaemon({
-        name: names.slurmd,
-        image: ref("slurmd"),
-        mounts: [keyOnly],
-        env: {
-          SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}`,
-          SSHD_OPTIONS: `-p ${ports.slurmdSsh}`,
-        },
-      });
-      // The login node reads slurm.conf itself: a configless sackd registers and
-      // listens on SlurmdPort, which slurmd holds on this shared host network.
-      await startDaemon({
-        name: names.login,
-        image: ref("login"),
-        mounts: [etc],
-        env: { SSHD_OPTIONS: `-p ${ports.loginSsh}` },
+        name: names.db,
+        image: db.ref,
+        entrypoint: "mariadbd",
+        mounts: [`${clusterFiles.dbInit}:/etc/mysql/slinky-test-init.sql:ro`],
+        args: [
+          "--user=mysql",
+          "--bind-address=127.0.0.1",
+          `--port=${ports.mariadb}`,
+          `--socket=${dbSocket}`,
+          "--skip-name-resolve",
+          "--init-file=/etc/mysql/slinky-test-init.sql",
+        ],
       });
       const diagnose = async () =>
         (await Promise.all(Object.values(names).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");
       try {
+        await waitFor(
+          "the test database",
+          async () => ((await exec(names.db, ["mariadb-admin", `--socket=${dbSocket}`, "ping"], 20_000)).code === 0 ? true : undefined),
+          { timeoutMs: 2 * MINUTE, intervalMs: 1_000 },
+        );
+        // Every daemon through its image's own entrypoint and environment contract.
+        await startDaemon({ name: names.dbd, image: ref("slurmdbd"), mounts: [`${clusterFiles.dbd}:/etc/slurm:ro`] });
+        await startDaemon({
+          name: names.ctld,
+          image: ref("slurmctld"),
+          mounts: [etc, `${clusterFiles.state}:/var/spool/slurmctld`],
+        });
+        await startDaemon({
+          name: names.slurmd,
+          image: ref("slurmd"),
+          mounts: [keyOnly],
+          env: {
+            SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}`,
+            SSHD_OPTIONS: `-p ${ports.slurmdSsh}`,
+          },
+        });
+        // The login node reads slurm.conf itself: a configless sackd registers and
+        // listens on SlurmdPort, which slurmd holds on this shared host network.
+        await startDaemon({
+          name: names.login,
+          image: ref("login"),
+          mounts: [etc],
+          env: { SSHD_OPTIONS: `-p ${ports.loginSsh}` },
+        });
         report.cluster.sinfo = await waitFor(
           "sinfo to show the node idle",
           async () => {
@@ -255,11 +282,23 @@ describe.sequential("debian13 images built by BuildKit", () => {
         // The step really ran on the cluster's node, through slurmd.
         const where = await exec(names.login, ["srun", "-N1", "-t", "1", "printenv", "SLURMD_NODENAME"], 2 * MINUTE);
         expect(where.stdout.trim(), where.stderr).toBe(NODE_NAME);
+        // slurmctld registered the cluster with slurmdbd, which stored both jobs.
+        report.cluster.sacct = await waitFor(
+          "slurmdbd to record the jobs",
+          async () => {
+            const r = await exec(names.login, ["sacct", "-n", "-X", "-P", "-a", "-o", "JobName,State,NodeList"], 30_000);
+            const rows = r.stdout.trim().split("\n");
+            const done = rows.filter((row) => row.endsWith(`|COMPLETED|${NODE_NAME}`));
+            return r.code === 0 && done.length >= 2 ? r.stdout.trim() : undefined;
+          },
+          { timeoutMs: 2 * MINUTE },
+        );
+        expect(report.cluster.sacct).toContain(`hostname|COMPLETED|${NODE_NAME}`);
         report.cluster.passed = true;
       } catch (error) {
         throw new Error(`${String(error)}\n${await diagnose()}`);
       }
     },
-    15 * MINUTE,
+    20 * MINUTE,
   );
 });
