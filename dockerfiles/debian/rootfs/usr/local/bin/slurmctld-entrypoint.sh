@@ -8,7 +8,9 @@ set -euo pipefail
 main() {
 	parse_options SLURMCTLD_OPTIONS
 	save_args slurmctld "${OPTS[@]}" "$@"
+	# slurmctld wants its run directory owned by SlurmUser.
 	mkdir -p /run/slurmctld
+	chown "$SLURM_USER:$SLURM_USER" /run/slurmctld
 	prepare_fakesystemd
 	run_supervisord
 }

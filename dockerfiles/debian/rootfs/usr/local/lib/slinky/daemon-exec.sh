@@ -14,6 +14,13 @@ args=()
 if [[ -f $file ]]; then
 	mapfile -d '' -t args <"$file"
 fi
+# Log straight to the container's stdout/stderr (those of PID 1) where
+# allowed (root), not through supervisord's pipes: a daemon that re-executes
+# itself (scontrol reconfigure) outlives the process supervisord started, and
+# supervisord closes that process's pipes when it exits.
+if [[ -w /proc/1/fd/1 && -w /proc/1/fd/2 ]]; then
+	exec >/proc/1/fd/1 2>/proc/1/fd/2
+fi
 printf 'daemon-exec.sh: exec'
 printf ' %q' "$@" "${args[@]}"
 printf '\n'

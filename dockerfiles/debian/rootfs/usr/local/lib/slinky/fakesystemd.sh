@@ -46,9 +46,41 @@ record)
 	;;
 esac
 
+# stop: supervisord signals this program's process group. pidproxy forwards
+# the signal to the recorded daemon; this script then waits (bounded) for the
+# daemon to exit, so that supervisord, and the container, end after it.
+# shellcheck disable=SC2317 # called from the trap
+stop() {
+	local pid="" i
+	trap - TERM INT
+	[[ -f $PIDFILE ]] && pid=$(<"$PIDFILE")
+	kill -TERM "$proxy" "$listener" 2>/dev/null || true
+	if [[ $pid =~ ^[0-9]+$ ]]; then
+		for ((i = 0; i < STOP_TIMEOUT; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "daemon $pid still running after ${STOP_TIMEOUT}s"
+		else
+			log "daemon $pid stopped"
+		fi
+	fi
+	exit 0
+}
+
+STOP_TIMEOUT=${FAKESYSTEMD_STOP_TIMEOUT:-25}
 mkdir -p "$(dirname "$NOTIFY_SOCKET")"
 log "listening on $NOTIFY_SOCKET, pid file $PIDFILE"
 pidproxy "$PIDFILE" "$(command -v sleep)" infinity &
-exec socat -u \
+proxy=$!
+socat -u \
 	"UNIX-RECVFROM:${NOTIFY_SOCKET},unlink-early,fork,perm=0660,group=${SLURM_USER}" \
-	"EXEC:$0 record"
+	"EXEC:$0 record" &
+listener=$!
+trap stop TERM INT
+# Either child ending ends this program (supervisord restarts it).
+wait -n
+log "pidproxy or the listener ended; exiting"
+kill -TERM "$proxy" "$listener" 2>/dev/null || true
+exit 1
