@@ -51,7 +51,11 @@ save_args() {
 	fi
 	chmod 0644 "$file.tmp"
 	mv -f "$file.tmp" "$file"
-	log "$name arguments:$(printf ' %q' "$@")"
+	if (($# > 0)); then
+		log "$name arguments:$(printf ' %q' "$@")"
+	else
+		log "$name arguments: (none)"
+	fi
 }
 
 # prepare_fakesystemd: the notify socket directory, writable by SlurmUser
