@@ -21,7 +21,6 @@ fi
 if [[ -w /proc/1/fd/1 && -w /proc/1/fd/2 ]]; then
 	exec >/proc/1/fd/1 2>/proc/1/fd/2
 fi
-printf 'daemon-exec.sh: exec'
-printf ' %q' "$@" "${args[@]}"
-printf '\n'
+# One write, so that lines of daemons starting together do not interleave.
+printf 'daemon-exec.sh: exec%s\n' "$(printf ' %q' "$@" "${args[@]}")"
 exec "$@" "${args[@]}"
