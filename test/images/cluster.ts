@@ -208,6 +208,23 @@ export async function removeContainers(names: readonly string[]): Promise<void> 
   }
 }
 
+/** Thrown from a waitFor check to stop waiting at once. */
+export class GiveUp extends Error {}
+
+/** Throws GiveUp naming the containers that are no longer running (a daemon died). */
+export async function requireRunning(names: readonly string[]): Promise<void> {
+  const result = await docker(["inspect", "--format", "{{.Name}} {{.State.Running}} {{.State.ExitCode}}", ...names], {
+    timeoutMs: 30_000,
+  });
+  const stopped = result.stdout
+    .trim()
+    .split("\n")
+    .filter((line) => !/ true /.test(line));
+  if (result.code !== 0 || stopped.length > 0) {
+    throw new GiveUp(`containers not running: ${stopped.join(", ") || result.stderr.trim()}`);
+  }
+}
+
 /** Polls `check` until it returns a value, bounded by count and time. */
 export async function waitFor<T>(
   what: string,
@@ -222,6 +239,7 @@ export async function waitFor<T>(
       const value = await check();
       if (value !== undefined) return value;
     } catch (error) {
+      if (error instanceof GiveUp) throw error;
       last = error;
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));

@@ -26,6 +26,7 @@ import {
   PARTITION,
   removeClusterFiles,
   removeContainers,
+  requireRunning,
   startDaemon,
   waitFor,
   writeClusterFiles,
@@ -270,6 +271,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         report.cluster.sinfo = await waitFor(
           "sinfo to show the node idle",
           async () => {
+            await requireRunning(Object.values(names));
             const r = await exec(names.login, ["sinfo", "--noheader", "-N", "-o", "%N %T %P"], 30_000);
             return r.code === 0 && r.stdout.includes(`${NODE_NAME} idle ${PARTITION}`) ? r.stdout.trim() : undefined;
           },
