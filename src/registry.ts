@@ -300,6 +300,24 @@ function registryErrorText(body: Buffer): { code?: string; text: string } {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Whether two token scopes grant the same: the registry may list a scope's
+ * actions in any order ("pull,push" or "push,pull") from one challenge to the next.
+ */
+export function sameScope(a: string, b: string): boolean {
+  const norm = (scope: string) =>
+    scope
+      .split(" ")
+      .filter(Boolean)
+      .map((part) => {
+        const at = part.lastIndexOf(":");
+        return `${part.slice(0, at)}:${part.slice(at + 1).split(",").sort().join(",")}`;
+      })
+      .sort()
+      .join(" ");
+  return norm(a) === norm(b);
+}
+
 /** An OCI distribution API client for one set of credentials. */
 export class RegistryClient {
   private readonly username: string | undefined;
@@ -604,7 +622,7 @@ export class RegistryClient {
       const realm = challenge.params.realm;
       if (!realm) throw this.authFailure(op, res, "the bearer challenge names no token realm");
       const scope = challenge.params.scope ?? wanted;
-      if (sentScope === scope && fresh) {
+      if (sentScope !== undefined && sameScope(sentScope, scope) && fresh) {
         throw this.authFailure(
           op,
           res,
@@ -614,7 +632,7 @@ export class RegistryClient {
         );
       }
       this.hostAuth.set(host, { kind: "bearer", realm, service: challenge.params.service });
-      const token = await this.fetchToken(op, realm, challenge.params.service, scope, sentScope === scope);
+      const token = await this.fetchToken(op, realm, challenge.params.service, scope, sentScope !== undefined && sameScope(sentScope, scope));
       fresh = true;
       this.tokens.set(this.tokenKey(realm, challenge.params.service, wanted), token);
       authorization = `Bearer ${token.token}`;

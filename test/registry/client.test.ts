@@ -22,8 +22,7 @@ import {
   pushSyntheticIndex,
   type RunningRegistry,
   type RunningTokenServer,
-  startRegistry,
-  startTokenServer,
+  startAuthRegistry,
   syntheticImage,
 } from "./harness.js";
 
@@ -40,12 +39,7 @@ for (const mode of ["htpasswd", "token"] as const) {
     const client = () => new RegistryClient({ ...USER, plainHttp: true, logger: log, minBackoffMs: 20 });
 
     beforeAll(async () => {
-      if (mode === "token") {
-        tokens = await startTokenServer([USER]);
-        registry = await startRegistry({ kind: "token", realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, certFile: tokens.certFile });
-      } else {
-        registry = await startRegistry({ kind: "htpasswd", users: [USER] });
-      }
+      ({ registry, tokens } = await startAuthRegistry(mode, [USER]));
     });
     afterAll(async () => {
       await registry?.stop();

@@ -172,6 +172,17 @@ export interface TokenRequest {
   status: number;
 }
 
+/** A registry with one of the two auth modes, and its token server for "token". */
+export async function startAuthRegistry(
+  mode: "htpasswd" | "token",
+  users: User[],
+): Promise<{ registry: RunningRegistry; tokens?: RunningTokenServer }> {
+  if (mode === "htpasswd") return { registry: await startRegistry({ kind: "htpasswd", users }) };
+  const tokens = await startTokenServer(users);
+  const { realm, service, issuer, certFile } = tokens;
+  return { registry: await startRegistry({ kind: "token", realm, service, issuer, certFile }), tokens };
+}
+
 export interface RunningTokenServer {
   realm: string;
   service: string;

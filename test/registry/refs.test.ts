@@ -1,6 +1,6 @@
 /** Reference, challenge and Retry-After parsing of the registry client. */
 import { describe, expect, it } from "vitest";
-import { digestOf, formatRef, parseChallenge, parseRef, parseRetryAfter, verifyDigest } from "../../src/registry.js";
+import { digestOf, formatRef, parseChallenge, parseRef, parseRetryAfter, sameScope, verifyDigest } from "../../src/registry.js";
 
 const D = `sha256:${"a".repeat(64)}`;
 
@@ -69,5 +69,16 @@ describe("Retry-After", () => {
     expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:05 GMT", now)).toBe(5000);
     expect(parseRetryAfter("soon")).toBeUndefined();
     expect(parseRetryAfter(null)).toBeUndefined();
+  });
+});
+
+describe("token scopes", () => {
+  it("are the same whatever order the registry lists the actions in", () => {
+    expect(sameScope("repository:a/b:pull,push", "repository:a/b:push,pull")).toBe(true);
+    expect(sameScope("repository:a/b:pull repository:c:pull", "repository:c:pull repository:a/b:pull")).toBe(true);
+  });
+  it("differ in actions or repository", () => {
+    expect(sameScope("repository:a/b:pull", "repository:a/b:pull,push")).toBe(false);
+    expect(sameScope("repository:a/b:pull", "repository:a/c:pull")).toBe(false);
   });
 });

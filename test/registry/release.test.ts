@@ -16,8 +16,7 @@ import {
   type RunningRegistry,
   type RunningTokenServer,
   startFaultProxy,
-  startRegistry,
-  startTokenServer,
+  startAuthRegistry,
 } from "./harness.js";
 
 const CANARY = `canary-${Date.now().toString(36)}-Pa55/w0rd`;
@@ -38,12 +37,7 @@ for (const mode of ["token", "htpasswd"] as const) {
     let project = 0;
 
     beforeAll(async () => {
-      if (mode === "token") {
-        tokens = await startTokenServer([USER]);
-        registry = await startRegistry({ kind: "token", realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, certFile: tokens.certFile });
-      } else {
-        registry = await startRegistry({ kind: "htpasswd", users: [USER] });
-      }
+      ({ registry, tokens } = await startAuthRegistry(mode, [USER]));
       proxy = await startFaultProxy(registry.host);
     });
     afterAll(async () => {
