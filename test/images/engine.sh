@@ -81,6 +81,10 @@ stop)
     echo "dockerd (pid $pid) still running after 60s" >&2
     exit 1
   fi
+  # dockerd leaves its default network namespace mounted; nothing else uses it.
+  if grep -q " $DIR/exec/netns/default " /proc/mounts; then
+    umount "$DIR/exec/netns/default" || true
+  fi
   echo "stopped $pid"
   ;;
 *)
