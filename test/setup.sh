@@ -10,10 +10,7 @@ packages=(
   apache2-utils    # htpasswd for the registry's basic auth
   skopeo           # cross-checks what the registry holds
   shellcheck       # every shell script passes it
-  gnupg            # signs the stand-in NVIDIA apt repository
-  dpkg-dev         # builds the stand-in .debs
-  apt-utils        # apt-ftparchive for the stand-in apt repository
-  gcc              # compiles the stand-in pyxis and kubectl
+  gnupg            # signs the stand-in NVIDIA apt repository (gpg, gpgconf)
   rsync            # gitlab-ci-local copies the job tree with it
   openssl          # certificates and keys for the token-auth registry tests
   curl
