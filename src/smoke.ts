@@ -31,6 +31,18 @@ const SUPERVISED_ENTRY = [
 ];
 const PYXIS_ENTRY = ["/usr/local/bin/pyxis-entrypoint.sh", ...SUPERVISED_ENTRY];
 
+/** A daemon run in the foreground under tini, with nothing else in its image. */
+const underTini = (daemon: string): ImageFacts => ({
+  daemons: [daemon],
+  packages: ["slurm-smd", `slurm-smd-${daemon}`],
+  entrypoint: ["/usr/bin/tini"],
+  supervised: false,
+  ssh: false,
+  kubectl: false,
+  pyxis: false,
+  nssSlurm: false,
+});
+
 const slurmd: ImageFacts = {
   daemons: ["slurmd"],
   packages: [
@@ -77,26 +89,8 @@ const FACTS: Record<ImageName, ImageFacts> = {
     nssSlurm: false,
   },
   slurmd,
-  slurmdbd: {
-    daemons: ["slurmdbd"],
-    packages: ["slurm-smd", "slurm-smd-slurmdbd"],
-    entrypoint: ["/usr/bin/tini"],
-    supervised: false,
-    ssh: false,
-    kubectl: false,
-    pyxis: false,
-    nssSlurm: false,
-  },
-  slurmrestd: {
-    daemons: ["slurmrestd"],
-    packages: ["slurm-smd", "slurm-smd-slurmrestd"],
-    entrypoint: ["/usr/bin/tini"],
-    supervised: false,
-    ssh: false,
-    kubectl: false,
-    pyxis: false,
-    nssSlurm: false,
-  },
+  slurmdbd: underTini("slurmdbd"),
+  slurmrestd: underTini("slurmrestd"),
   sackd,
   login,
   "slurmd-pyxis": { ...slurmd, entrypoint: PYXIS_ENTRY, pyxis: true },
