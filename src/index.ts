@@ -7,7 +7,7 @@ import { argument, type Container, type Directory, type File, func, object, type
 import { forEachImage, imageContainer } from "./build.js";
 import { imageSpec } from "./catalog.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
-import { plan, requireChecksums, resolve } from "./plan.js";
+import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
@@ -42,9 +42,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<Container> {
-    const manifest = await this.manifest();
-    const resolved = resolve(manifest, { slurmVersion, flavor, image });
-    requireChecksums(manifest, resolved);
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image });
     return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image));
   }
 
@@ -61,9 +59,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<string> {
-    const manifest = await this.manifest();
-    const resolved = resolve(manifest, { slurmVersion, flavor, group });
-    requireChecksums(manifest, resolved);
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
     const outcomes = await forEachImage(resolved.images, async (image) => {
       await imageContainer(this.dockerfiles, manifest, resolved, image).sync();
     });
@@ -84,9 +80,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<string> {
-    const manifest = await this.manifest();
-    const resolved = resolve(manifest, { slurmVersion, flavor, group });
-    requireChecksums(manifest, resolved);
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
     const outcomes = await forEachImage(resolved.images, (image) =>
       smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image), image.name, resolved.slurm.version).stdout(),
     );
@@ -216,6 +210,14 @@ export class SlinkyContainers {
   /** What publish, promote and ci share. */
   private async runArgs(args: Omit<EngineRun, "dockerfiles" | "manifest" | "defaultBranch" | "pipelineSource">): Promise<EngineRun> {
     return { ...args, dockerfiles: this.dockerfiles, manifest: await this.manifest(), defaultBranch: args.branch, pipelineSource: "api" };
+  }
+
+  /** The manifest and the resolved selection, refused unless every download it needs is pinned. */
+  private async buildable(selection: Selection): Promise<{ manifest: Manifest; resolved: Resolved }> {
+    const manifest = await this.manifest();
+    const resolved = resolve(manifest, selection);
+    requireChecksums(manifest, resolved);
+    return { manifest, resolved };
   }
 
   /** The pinned manifest, with the site manifest laid over it. */
