@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import pLimit, { type LimitFunction } from "p-limit";
 import pRetry from "p-retry";
 import { registerSecret, silentLogger, type Logger } from "./log.js";
+import { TAG_PATTERN } from "./tags.js";
 
 export const MEDIA_TYPES = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -28,7 +29,6 @@ const DOCKER_HUB = "docker.io";
 const DOCKER_HUB_API = "registry-1.docker.io";
 
 const REPOSITORY_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST_RE = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/;
 
 /** An image reference: registry host[:port], repository path, tag and/or digest. */
@@ -44,11 +44,6 @@ export class InvalidReferenceError extends Error {
     super(`invalid image reference ${JSON.stringify(ref)}: ${why}`);
     this.name = "InvalidReferenceError";
   }
-}
-
-/** True when `tag` follows the OCI tag grammar. */
-export function isValidTag(tag: string): boolean {
-  return TAG_RE.test(tag);
 }
 
 /**
@@ -75,7 +70,7 @@ export function parseRef(input: string): ImageRef {
   if (colon > rest.lastIndexOf("/")) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG_RE.test(tag)) throw new InvalidReferenceError(input, `bad tag ${JSON.stringify(tag)}`);
+    if (!TAG_PATTERN.test(tag)) throw new InvalidReferenceError(input, `bad tag ${JSON.stringify(tag)}`);
   }
   let registry = DOCKER_HUB;
   let repository = rest;
