@@ -15,6 +15,8 @@ packages=(
   openssl          # certificates and keys for the token-auth registry tests
   curl
   ca-certificates
+  qemu-user-static # runs linux/arm64 binaries (registered by test/emulation.sh)
+  binfmt-support   # update-binfmts, which registers qemu's interpreters
 )
 
 missing=()
@@ -27,4 +29,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cd "$(dirname "$0")/.."
+# linux/arm64 under emulation: mounts binfmt_misc and registers qemu-aarch64 only if
+# absent, recording what it changed so `test/emulation.sh restore` puts the host back.
+# Where that is impossible (no binfmt_misc, not privileged) it says why, and the arm64
+# tests are skipped by name.
+test/emulation.sh enable
 npm ci --no-audit --no-fund

@@ -1,0 +1,31 @@
+/**
+ * The shell scripts of the test setup, the image harness and the benchmarks
+ * (test/*.sh, test/images/*.sh, bench/*.sh) pass shellcheck; ci/*.sh are
+ * checked in test/ci/. arm64 emulation itself is exercised where it is used:
+ * test/images/arm64.test.ts runs the arm64 base image under it.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+const ROOT = join(fileURLToPath(import.meta.url), "..", "..");
+const scripts = ["test", "test/images", "bench"].flatMap((dir) =>
+  existsSync(join(ROOT, dir))
+    ? readdirSync(join(ROOT, dir))
+        .filter((f) => f.endsWith(".sh"))
+        .map((f) => join(dir, f))
+    : [],
+);
+
+describe("shell scripts", () => {
+  it("test/*.sh, test/images/*.sh and bench/*.sh pass shellcheck", async () => {
+    expect(scripts).toEqual(expect.arrayContaining(["test/setup.sh", "test/emulation.sh", "test/images/base.sh"]));
+    const result = await promisify(execFile)("shellcheck", ["--severity=style", ...scripts], { cwd: ROOT }).catch(
+      (error: { stdout?: string; stderr?: string }) => error,
+    );
+    expect("code" in result ? `${result.stdout}${result.stderr}` : "").toBe("");
+  });
+});
