@@ -2,6 +2,7 @@
  * The catalog: every image this module builds, as data. A target in the
  * Dockerfile carries the image's name; groups select images like buildx bake.
  */
+import { InvalidInputError } from "./errors.js";
 
 export const IMAGE_NAMES = [
   "slurmctld",
@@ -112,13 +113,7 @@ export const IMAGES: readonly ImageSpec[] = [
   },
 ];
 
-/** Thrown for any input outside the catalog; the message lists the valid values. */
-export class InvalidInputError extends Error {
-  constructor(what: string, value: string, valid: readonly string[]) {
-    super(`unknown ${what} ${JSON.stringify(value)}: valid values are ${valid.join(", ")}`);
-    this.name = "InvalidInputError";
-  }
-}
+export { InvalidInputError } from "./errors.js";
 
 /** The catalog entry of one image. */
 export function imageSpec(name: string): ImageSpec {

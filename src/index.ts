@@ -6,6 +6,7 @@
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
 import { forEachImage, imageContainer } from "./build.js";
 import { imageSpec } from "./catalog.js";
+import { checkInputs, InvalidInputError } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
@@ -42,6 +43,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<Container> {
+    checkInputs({ image, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image });
     return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image));
   }
@@ -59,6 +61,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<string> {
+    checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
     const outcomes = await forEachImage(resolved.images, async (image) => {
       await imageContainer(this.dockerfiles, manifest, resolved, image).sync();
@@ -80,6 +83,7 @@ export class SlinkyContainers {
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
   ): Promise<string> {
+    checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
     const outcomes = await forEachImage(resolved.images, (image) =>
       smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image), image.name, resolved.slurm.version).stdout(),
@@ -108,6 +112,7 @@ export class SlinkyContainers {
     /** The branch whose builds are promoted to the production tag. */
     defaultBranch = "main",
   ): Promise<string> {
+    checkInputs({ slurmVersion, flavor, group, branch, commitSha: sha, registry, defaultBranch }, ["branch"]);
     const document = plan(await this.manifest(), { slurmVersion, flavor, group }, { branch, sha, registry, defaultBranch });
     return JSON.stringify(document, null, 2);
   }
@@ -139,6 +144,7 @@ export class SlinkyContainers {
     /** The commit's time (RFC 3339, e.g. $CI_COMMIT_TIMESTAMP): the images' created label. */
     commitTimestamp?: string,
   ): Promise<string> {
+    checkInputs({ registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group }, ["commitTimestamp", "username"]);
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
     return outcome(await engineRun(run, { check: false, push: "build", promote: false }));
   }
@@ -146,7 +152,8 @@ export class SlinkyContainers {
   /**
    * Move <v>-<f>-latest of every image of the group to the digest its commit
    * tag <v>-<f>-<slug>-<sha8> holds: default branch only, all or nothing,
-   * by manifest copy (digest unchanged), rolled back if any move fails.
+   * by manifest copy (digest unchanged), rolled back if any move fails or
+   * another writer changes a production tag meanwhile.
    */
   @func({ cache: "never" })
   async promote(
@@ -158,7 +165,7 @@ export class SlinkyContainers {
     username: string,
     /** Registry password or token, e.g. env:CI_REGISTRY_PASSWORD. */
     password: Secret,
-    /** The default branch: promotion only ever comes from it. */
+    /** The branch whose commit is promoted: it must be the default branch. */
     branch = "main",
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
@@ -166,9 +173,15 @@ export class SlinkyContainers {
     flavor = "ubuntu24.04",
     /** Images to promote: core, extras or all. */
     group = "all",
+    /** The default branch ($CI_DEFAULT_BRANCH): promotion only ever comes from it. */
+    defaultBranch = "main",
   ): Promise<string> {
+    checkInputs({ registry, branch, defaultBranch, commitSha, username, slurmVersion, flavor, group }, ["username"]);
+    if (branch !== defaultBranch) {
+      throw new InvalidInputError("branch", branch, [defaultBranch], `only the default branch ${JSON.stringify(defaultBranch)} is promoted (--default-branch)`);
+    }
     const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
-    return outcome(await engineRun(run, { check: false, push: "adopt", promote: true }));
+    return outcome(await engineRun({ ...run, defaultBranch }, { check: false, push: "adopt", promote: true }));
   }
 
   /**
@@ -202,6 +215,11 @@ export class SlinkyContainers {
     /** $CI_COMMIT_TIMESTAMP: the images' created label. */
     commitTimestamp?: string,
   ): Promise<Directory> {
+    // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
+    checkInputs(
+      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp },
+      branch === "" ? ["branch", "registry", "username", "commitTimestamp"] : ["username", "commitTimestamp"],
+    );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
     const report = await engineRun({ ...run, defaultBranch, pipelineSource }, { check: true, push: "build", promote: true });
     return reportDirectory(report);

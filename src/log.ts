@@ -4,12 +4,14 @@
  * 1. pino `redact` removes well-known secret fields (password, authorization
  *    headers, tokens) wherever code passes them as log properties.
  * 2. Every line is scrubbed for the literal values registered with
- *    `registerSecret` (the registry password, bearer tokens) before it is
- *    written, so a secret that ended up inside a message or an error stack
- *    never reaches the output either.
+ *    `registerSecret` (the registry password, bearer tokens) and for
+ *    credentials in URLs (`https://user:pass@host`) before it is written, so a
+ *    secret that ended up inside a message or an error stack never reaches
+ *    the output either.
  */
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
+import { redactCredentials } from "./errors.js";
 
 export type { Logger } from "pino";
 
@@ -45,9 +47,9 @@ export class SecretScrubber {
     this.values.add(Buffer.from(value).toString("base64"));
   }
 
-  /** `text` with every registered secret replaced by [REDACTED]. */
+  /** `text` with every registered secret, and any `user:pass@` in a URL, replaced by [REDACTED]. */
   scrub(text: string): string {
-    let out = text;
+    let out = redactCredentials(text);
     for (const value of this.values) {
       if (value && out.includes(value)) out = out.split(value).join(REDACTED);
     }

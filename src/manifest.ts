@@ -6,9 +6,16 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { GROUP_NAMES, INPUT_NAMES } from "./catalog.js";
+import { referenceProblem } from "./inputs.js";
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters");
-const httpUrl = z.url({ protocol: /^https?$/ });
+/** An http(s) URL without credentials (a mirror's password belongs in a secret, not a manifest). */
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+  .refine((value) => {
+    const url = new URL(value);
+    return url.username === "" && url.password === "";
+  }, "must not hold credentials (user:password@): serve the download without them or from a mirror that needs none");
 
 /** One pinned download. `sha256: null` says the checksum is not known yet. */
 export const DownloadSchema = z.strictObject({
@@ -29,7 +36,11 @@ export const FlavorSchema = z.strictObject({
   /** Selects dockerfiles/<family>/Dockerfile. */
   family: z.enum(["debian"]),
   description: z.string().min(1),
-  baseImage: z.string().min(1),
+  /** name[:tag] by the OCI reference grammar; the digest goes in baseDigest. */
+  baseImage: z.string().superRefine((value, ctx) => {
+    const why = referenceProblem(value, { digest: false });
+    if (why) ctx.addIssue({ code: "custom", message: `not an image reference: ${why}` });
+  }),
   baseDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/).nullable(),
   /** Where the digest comes from. */
   digestSource: z.string().optional(),
@@ -73,10 +84,11 @@ export const ManifestSchema = z
         });
       }
     }
-    if (!(manifest.defaults.slurmVersion in manifest.slurm)) {
+    // Own keys only: "constructor" or "toString" must not pass for a release line or a flavor.
+    if (!Object.hasOwn(manifest.slurm, manifest.defaults.slurmVersion)) {
       ctx.addIssue({ code: "custom", path: ["defaults", "slurmVersion"], message: "no such release line" });
     }
-    if (!(manifest.defaults.flavor in manifest.flavors)) {
+    if (!Object.hasOwn(manifest.flavors, manifest.defaults.flavor)) {
       ctx.addIssue({ code: "custom", path: ["defaults", "flavor"], message: "no such flavor" });
     }
   });
@@ -93,11 +105,24 @@ export class ManifestError extends Error {
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** Lays `override` over `base`: objects merge key by key, anything else replaces. */
-export function deepMerge(base: unknown, override: unknown): unknown {
-  if (!isPlainObject(base) || !isPlainObject(override)) return override;
+/** Keys that would reach an object's prototype instead of the object. */
+const RESERVED_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/**
+ * Lays `override` over `base`: objects merge key by key (own keys only),
+ * anything else replaces. `__proto__`, `constructor` and `prototype` keys
+ * are refused.
+ */
+export function deepMerge(base: unknown, override: unknown, path: string[] = []): unknown {
+  if (!isPlainObject(override)) return override;
+  for (const key of Object.keys(override)) {
+    if (RESERVED_KEYS.has(key)) throw new Error(`site manifest: key ${JSON.stringify([...path, key].join("."))} is not allowed`);
+  }
+  if (!isPlainObject(base)) return override;
   const merged: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(override)) merged[key] = deepMerge(base[key], value);
+  for (const [key, value] of Object.entries(override)) {
+    merged[key] = deepMerge(Object.hasOwn(base, key) ? base[key] : undefined, value, [...path, key]);
+  }
   return merged;
 }
 

@@ -3,7 +3,8 @@
  * with which build arguments and labels, under which references. Pure data,
  * no engine: `plan`, `build` and the local harness all start here.
  */
-import { type GroupName, type ImageSpec, type InputName, imageSpec, imagesOf, InvalidInputError } from "./catalog.js";
+import { type GroupName, type ImageSpec, type InputName, imageSpec, imagesOf } from "./catalog.js";
+import { checkField, checkInputs, InvalidInputError, lookup } from "./inputs.js";
 import type { Download, Flavor, Manifest } from "./manifest.js";
 import { type BranchTags, branchTags, refSlug, sha8 } from "./tags.js";
 
@@ -27,8 +28,13 @@ export interface Resolved {
   readonly images: readonly ImageSpec[];
 }
 
-/** Resolves the user's choices against the manifest and the catalog, refusing unknown values. */
+/**
+ * Resolves the user's choices against the manifest and the catalog, refusing
+ * unknown values. Names are looked up as own keys only (`__proto__`,
+ * `constructor`, `toString` are unknown, not inherited).
+ */
 export function resolve(manifest: Manifest, selection: Selection = {}): Resolved {
+  checkInputs({ slurmVersion: selection.slurmVersion, flavor: selection.flavor, group: selection.image === undefined ? selection.group : undefined, image: selection.image });
   const asked = selection.slurmVersion ?? manifest.defaults.slurmVersion;
   const line = Object.keys(manifest.slurm).find(
     (key) => key === asked || manifest.slurm[key]?.version === asked,
@@ -39,8 +45,7 @@ export function resolve(manifest: Manifest, selection: Selection = {}): Resolved
     throw new InvalidInputError("Slurm version", asked, valid);
   }
   const flavorName = selection.flavor ?? manifest.defaults.flavor;
-  const flavor = manifest.flavors[flavorName];
-  if (flavor === undefined) throw new InvalidInputError("flavor", flavorName, Object.keys(manifest.flavors));
+  const flavor = lookup("flavor", manifest.flavors, flavorName);
   if (selection.image !== undefined) {
     return { line, slurm, flavorName, flavor, group: null, images: [imageSpec(selection.image)] };
   }
@@ -145,9 +150,8 @@ export function imageLabels(
   if (resolved.flavor.baseDigest) labels[`${oci}.base.digest`] = resolved.flavor.baseDigest;
   if (provenance.revision) labels[`${oci}.revision`] = provenance.revision;
   if (provenance.created) {
-    if (Number.isNaN(Date.parse(provenance.created))) {
-      throw new Error(`created time ${JSON.stringify(provenance.created)} is not an RFC 3339 date, e.g. 2026-11-28T00:00:00Z`);
-    }
+    const error = checkField("commitTimestamp", provenance.created);
+    if (error) throw error;
     labels[`${oci}.created`] = provenance.created;
   }
   return labels;
@@ -161,17 +165,11 @@ export interface Destination {
   readonly defaultBranch?: string;
 }
 
-/** A registry path images are pushed under, e.g. registry.example.com:5000/group/project. */
-export const REGISTRY_PATTERN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*$/;
-
+/** A registry path images are pushed under, e.g. registry.example.com:5000/group/project, without a trailing "/". */
 export function checkRegistry(registry: string): string {
-  const trimmed = registry.replace(/\/+$/, "");
-  if (!REGISTRY_PATTERN.test(trimmed)) {
-    throw new InvalidInputError("registry", registry, [
-      "a lowercase registry host[:port] with an optional path, e.g. registry.gitlab.com/group/project",
-    ]);
-  }
-  return trimmed;
+  const error = checkField("registry", registry);
+  if (error) throw error;
+  return registry.replace(/\/+$/, "");
 }
 
 /** The tags of a run, or null for a local build; refuses half-given destinations. */
@@ -183,6 +181,7 @@ export function runTags(resolved: Resolved, destination: Destination): BranchTag
   }
   if (!sha) throw new Error("--branch needs --sha: the commit the images are built from");
   if (!registry) throw new Error("--branch needs --registry: where the images are pushed");
+  checkInputs({ branch, commitSha: sha, registry, defaultBranch: destination.defaultBranch });
   return branchTags({
     line: resolved.line,
     flavor: resolved.flavorName,
@@ -219,6 +218,12 @@ export interface PlanDocument {
 
 /** What a run would build and push, without building anything. */
 export function plan(manifest: Manifest, selection: Selection, destination: Destination = {}): PlanDocument {
+  checkInputs({
+    branch: destination.branch,
+    commitSha: destination.sha,
+    registry: destination.registry,
+    defaultBranch: destination.defaultBranch,
+  }, ["branch"]);
   const resolved = resolve(manifest, selection);
   const registry = destination.registry ? checkRegistry(destination.registry) : undefined;
   const tags = runTags(resolved, { ...destination, registry });

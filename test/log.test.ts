@@ -31,4 +31,14 @@ describe("logger", () => {
     expect(text).not.toContain("s3cr3t-value");
     expect(text.match(/\[REDACTED\]/g)?.length).toBeGreaterThanOrEqual(3);
   });
+
+  it("scrubs credentials pasted into a URL, registered or not", () => {
+    const { lines, stream } = capture();
+    const log = createLogger({ destination: stream, scrubber: new SecretScrubber() });
+    log.warn({ url: "https://bob:never-registered@mirror.example/slurm.tar.bz2" }, "fetching http://amy:pw2@mirror.example/x");
+    const text = lines.join("");
+    expect(text).not.toContain("never-registered");
+    expect(text).not.toContain("pw2");
+    expect(text).toContain("https://[REDACTED]@mirror.example/slurm.tar.bz2");
+  });
 });

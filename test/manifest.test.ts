@@ -49,6 +49,17 @@ describe("a malformed manifest fails at load with the path of the bad field", ()
     ["a bad base digest", (m: any) => (m.flavors.debian13.baseDigest = "sha256:xyz"), "flavors.debian13.baseDigest"],
     ["a default flavor that does not exist", (m: any) => (m.defaults.flavor = "centos7"), "defaults.flavor"],
     ["an unknown default group", (m: any) => (m.defaults.group = "most"), "defaults.group"],
+    ["an inherited default flavor (constructor)", (m: any) => (m.defaults.flavor = "constructor"), "defaults.flavor"],
+    ["an inherited default flavor (toString)", (m: any) => (m.defaults.flavor = "toString"), "defaults.flavor"],
+    ["an inherited default release line (__proto__)", (m: any) => (m.defaults.slurmVersion = "__proto__"), "defaults.slurmVersion"],
+    ["an inherited default release line (hasOwnProperty)", (m: any) => (m.defaults.slurmVersion = "hasOwnProperty"), "defaults.slurmVersion"],
+    ["a url with credentials", (m: any) => (m.inputs.kubectl.url = "https://bob:hunter2-Secr3t@mirror.example/kubectl"), "inputs.kubectl.url"],
+    ["a repository url with credentials", (m: any) => (m.nvidiaToolkit.repository = "http://bob:pw@mirror.example/nvidia"), "nvidiaToolkit.repository"],
+    ["a file:// url", (m: any) => (m.slurm["25.11"].url = "file:///etc/passwd"), "slurm.25.11.url"],
+    ["a base image with a scheme", (m: any) => (m.flavors.debian13.baseImage = "https://docker.io/library/debian"), "flavors.debian13.baseImage"],
+    ["an uppercase base image", (m: any) => (m.flavors.debian13.baseImage = "docker.io/library/Debian:trixie"), "flavors.debian13.baseImage"],
+    ["a base image with a space", (m: any) => (m.flavors.debian13.baseImage = "debian: trixie"), "flavors.debian13.baseImage"],
+    ["a base image with a digest", (m: any) => (m.flavors.debian13.baseImage = `debian@sha256:${"a".repeat(64)}`), "flavors.debian13.baseImage"],
   ])("%s", (_what, edit, path) => {
     const load = broken(edit);
     expect(load).toThrow(ManifestError);
@@ -79,6 +90,18 @@ describe("a site manifest laid over the pinned one", () => {
 
   it("must be JSON", () => {
     expect(() => parseOverride("{nope", "the --manifest file")).toThrow(/the --manifest file is not valid JSON/);
+  });
+
+  it("never echoes a credential from a mirror URL", () => {
+    const load = () => loadManifest({ inputs: { kubectl: { url: "https://bob:hunter2-Secr3t@mirror.example/kubectl" } } });
+    expect(load).toThrow(/inputs\.kubectl\.url: must not hold credentials/);
+    expect(() => load()).not.toThrow(/hunter2/);
+  });
+
+  it.each(["__proto__", "constructor", "prototype"])("refuses a %s key instead of reaching a prototype", (key) => {
+    const override = JSON.parse(`{"flavors": {"${key}": {"family": "debian"}}}`);
+    expect(() => loadManifest(override)).toThrow(`site manifest: key "flavors.${key}" is not allowed`);
+    expect(({} as Record<string, unknown>).family).toBeUndefined();
   });
 
   it("merges objects key by key and replaces anything else", () => {

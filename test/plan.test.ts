@@ -114,7 +114,7 @@ describe("imageLabels", () => {
 
   it("refuses a created time that is not a date", () => {
     expect(() => imageLabels(manifest, resolve(manifest), imageSpec("slurmd"), { created: "yesterday" })).toThrow(
-      'created time "yesterday" is not an RFC 3339 date',
+      'invalid commit timestamp "yesterday": not an RFC 3339 date-time',
     );
   });
 
@@ -179,8 +179,9 @@ describe("plan", () => {
     [{ sha: SHA, registry: REGISTRY }, "--sha and --registry need --branch"],
     [{ branch: "main", sha: "123", registry: REGISTRY }, 'invalid commit sha "123"'],
     [{ branch: "main", sha: "z".repeat(40), registry: REGISTRY }, "expected 8 to 64 hexadecimal"],
-    [{ branch: "...", sha: SHA, registry: REGISTRY }, "has an empty slug"],
-    [{ branch: "main", sha: SHA, registry: "Registry.Example.com/x" }, 'unknown registry "Registry.Example.com/x"'],
+    [{ branch: "...", sha: SHA, registry: REGISTRY }, "git refuses '..'"],
+    [{ branch: "_/_", sha: SHA, registry: REGISTRY }, "its GitLab slug would be empty"],
+    [{ branch: "main", sha: SHA, registry: "Registry.Example.com/x" }, 'invalid registry "Registry.Example.com/x": "Registry.Example.com" is not a lowercase host name'],
     [{ branch: "main", sha: SHA, registry: "https://r.example/x" }, "lowercase registry host"],
   ])("refuses %j", (destination, message) => {
     expect(() => plan(manifest, {}, destination)).toThrow(message);
