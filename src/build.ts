@@ -1,16 +1,90 @@
 /**
- * The Dagger build: one image is one target of dockerfiles/<family>/Dockerfile,
- * built with the plan's build arguments and labelled. Stages the targets share
- * (the Slurm build above all) are built once by the engine.
+ * The Dagger build. The recipe has two halves: Dockerfile.packages compiles
+ * the package set (its `packages` target: /slurm/*.deb, /pyxis/*.deb), and
+ * Dockerfile builds each image as one target, with the package set composed
+ * into its build context as packages/ (dockerBuild has no named contexts).
+ * The package set is either built or, on a build-cache hit, the filesystem of
+ * the cache entry pulled by digest.
  */
-import type { Container, Directory } from "@dagger.io/dagger";
+import { type Container, dag, type Directory } from "@dagger.io/dagger";
 import pLimit from "p-limit";
-import type { ImageSpec } from "./catalog.js";
+import { type ImageSpec, OS_TARGETS, PACKAGES_TARGET } from "./catalog.js";
 import type { Manifest } from "./manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved } from "./plan.js";
 
 /** How many targets are asked of the engine at once. */
 export const BUILD_CONCURRENCY = 4;
+
+/** The recipe folder of the flavor's family, e.g. dockerfiles/debian. */
+export function recipe(dockerfiles: Directory, resolved: Resolved): Directory {
+  return dockerfiles.directory(resolved.flavor.family);
+}
+
+function args(manifest: Manifest, resolved: Resolved, baseImage?: string) {
+  const all = { ...buildArgs(manifest, resolved), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
+  return Object.entries(all).map(([name, value]) => ({ name, value }));
+}
+
+/** Where the package set comes from: built here, or a cache entry by digest (ref@sha256:...). */
+export type PackagesSource = { kind: "build" } | { kind: "cached"; ref: string };
+
+/** The package set built from Dockerfile.packages (a FROM-scratch image). */
+export function packagesContainer(dockerfiles: Directory, manifest: Manifest, resolved: Resolved, baseImage?: string): Container {
+  return recipe(dockerfiles, resolved).dockerBuild({
+    dockerfile: "Dockerfile.packages",
+    target: PACKAGES_TARGET,
+    buildArgs: args(manifest, resolved, baseImage),
+  });
+}
+
+/** The package set's files (slurm/, pyxis/), built or pulled by digest from the build cache. */
+export function packagesDirectory(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  source: PackagesSource = { kind: "build" },
+  baseImage?: string,
+): Directory {
+  if (source.kind === "cached") return dag.container().from(source.ref).rootfs();
+  return packagesContainer(dockerfiles, manifest, resolved, baseImage).rootfs();
+}
+
+/**
+ * The OS-layer targets: nothing of the compile in them. Syncing them while the
+ * packages build puts the distribution installs beside the compile instead of
+ * after it; the image builds then find them in the engine's cache.
+ */
+export function osLayers(dockerfiles: Directory, manifest: Manifest, resolved: Resolved, baseImage?: string): Container[] {
+  return OS_TARGETS.map((target) =>
+    recipe(dockerfiles, resolved).dockerBuild({ dockerfile: "Dockerfile", target, buildArgs: args(manifest, resolved, baseImage) }),
+  );
+}
+
+/**
+ * The package set, ready: built (or pulled) while the OS layers build beside
+ * it, so a cold build's distribution installs overlap the compile.
+ */
+export async function readyPackages(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  source: PackagesSource = { kind: "build" },
+  baseImage?: string,
+): Promise<Directory> {
+  const packages = packagesDirectory(dockerfiles, manifest, resolved, source, baseImage);
+  await Promise.all([packages.sync(), ...osLayers(dockerfiles, manifest, resolved, baseImage).map((layer) => layer.sync())]);
+  return packages;
+}
+
+export interface ImageOptions {
+  provenance?: Provenance;
+  /** The package set; built from Dockerfile.packages when not given. */
+  packages?: Directory;
+  /** BASE_IMAGE by digest, when the build cache resolved one the manifest does not pin. */
+  baseImage?: string;
+  /** Labels added after the plan's (the build cache's key and scope). */
+  extraLabels?: Record<string, string>;
+}
 
 /** The container of one image, lazily: nothing runs until it is used. */
 export function imageContainer(
@@ -18,16 +92,14 @@ export function imageContainer(
   manifest: Manifest,
   resolved: Resolved,
   image: ImageSpec,
-  provenance: Provenance = {},
+  options: ImageOptions = {},
 ): Container {
-  const args = Object.entries(buildArgs(manifest, resolved)).map(([name, value]) => ({ name, value }));
-  const built = dockerfiles
-    .directory(resolved.flavor.family)
-    .dockerBuild({ dockerfile: "Dockerfile", target: image.target, buildArgs: args });
-  return Object.entries(imageLabels(manifest, resolved, image, provenance)).reduce(
-    (container, [name, value]) => container.withLabel(name, value),
-    built,
-  );
+  const packages = options.packages ?? packagesDirectory(dockerfiles, manifest, resolved, { kind: "build" }, options.baseImage);
+  const built = recipe(dockerfiles, resolved)
+    .withDirectory("packages", packages)
+    .dockerBuild({ dockerfile: "Dockerfile", target: image.target, buildArgs: args(manifest, resolved, options.baseImage) });
+  const labels = { ...imageLabels(manifest, resolved, image, options.provenance ?? {}), ...(options.extraLabels ?? {}) };
+  return Object.entries(labels).reduce((container, [name, value]) => container.withLabel(name, value), built);
 }
 
 export interface Outcome<T> {

@@ -36,6 +36,16 @@ export interface ImageSpec {
   readonly inputs: readonly InputName[];
 }
 
+/**
+ * The OS-layer targets of dockerfiles/<family>/Dockerfile: every distribution
+ * package the images need, nothing of the compile. A cold build runs them while
+ * the packages (Dockerfile.packages) compile.
+ */
+export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] as const;
+
+/** The target of Dockerfile.packages whose filesystem is the package set: /slurm/*.deb, /pyxis/*.deb. */
+export const PACKAGES_TARGET = "packages";
+
 const PYXIS_INPUTS: readonly InputName[] = ["pyxis", "enroot", "enrootCaps", "nvidiaKey"];
 
 export const IMAGES: readonly ImageSpec[] = [

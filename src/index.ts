@@ -4,7 +4,7 @@
  * target of that graph.
  */
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
-import { forEachImage, imageContainer } from "./build.js";
+import { forEachImage, imageContainer, readyPackages } from "./build.js";
 import { imageSpec } from "./catalog.js";
 import { checkInputs, InvalidInputError } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
@@ -63,8 +63,9 @@ export class SlinkyContainers {
   ): Promise<string> {
     checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
+    const packages = await readyPackages(this.dockerfiles, manifest, resolved);
     const outcomes = await forEachImage(resolved.images, async (image) => {
-      await imageContainer(this.dockerfiles, manifest, resolved, image).sync();
+      await imageContainer(this.dockerfiles, manifest, resolved, image, { packages }).sync();
     });
     return outcomes.map((o) => `${o.image}: built in ${o.seconds}s`).join("\n");
   }
@@ -85,8 +86,9 @@ export class SlinkyContainers {
   ): Promise<string> {
     checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
+    const packages = await readyPackages(this.dockerfiles, manifest, resolved);
     const outcomes = await forEachImage(resolved.images, (image) =>
-      smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image), image.name, resolved.slurm.version).stdout(),
+      smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image, { packages }), image.name, resolved.slurm.version).stdout(),
     );
     return outcomes.map((o) => `${o.image}: smoke checks passed in ${o.seconds}s`).join("\n");
   }

@@ -65,8 +65,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
   const container = (name: string) =>
     imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), {
-      revision: run.commitSha,
-      created: run.commitTimestamp,
+      provenance: { revision: run.commitSha, created: run.commitTimestamp },
     });
   const log = createLogger();
   let client: Promise<RegistryClient> | undefined;

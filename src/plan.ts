@@ -53,10 +53,13 @@ export function resolve(manifest: Manifest, selection: Selection = {}): Resolved
   return { line, slurm, flavorName, flavor, group, images: imagesOf(group) };
 }
 
-/** The downloads an image's build fetches, by name. */
+/**
+ * The downloads an image's build fetches, by name: the package set
+ * (Dockerfile.packages) always fetches the Slurm and pyxis sources.
+ */
 export function downloadsOf(manifest: Manifest, resolved: Resolved, image: ImageSpec): Record<string, Download> {
   const inputs = Object.fromEntries(image.inputs.map((name: InputName) => [name, manifest.inputs[name]]));
-  return { slurm: resolved.slurm, ...inputs };
+  return { slurm: resolved.slurm, pyxis: manifest.inputs.pyxis, ...inputs };
 }
 
 export class MissingChecksumError extends Error {

@@ -1,7 +1,7 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
-import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError } from "../src/build.js";
-import { IMAGES, imageSpec } from "../src/catalog.js";
+import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError, osLayers, packagesDirectory } from "../src/build.js";
+import { IMAGES, imageSpec, OS_TARGETS } from "../src/catalog.js";
 import { loadManifest } from "../src/manifest.js";
 import { resolve } from "../src/plan.js";
 import { queryOf } from "./support/dagger.js";
@@ -45,10 +45,11 @@ describe("imageContainer", () => {
   it("builds the target from the flavor family's folder and labels it, lazily", () => {
     const manifest = loadManifest();
     const resolved = resolve(manifest, { flavor: "debian13", image: "sackd" });
-    const query = queryOf(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd"), { revision: "abc" }));
+    const query = queryOf(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd"), { provenance: { revision: "abc" } }));
     expect(query.map((step) => step.operation)).toEqual([
       "directory",
       "directory",
+      "withDirectory",
       "dockerBuild",
       ...Array(9).fill("withLabel"),
     ]);
@@ -56,5 +57,50 @@ describe("imageContainer", () => {
       operation: "withLabel",
       args: { name: "org.opencontainers.image.revision", value: "abc" },
     });
+  });
+});
+
+describe("the package set in the images' build context", () => {
+  const manifest = loadManifest();
+  const resolved = resolve(manifest, { flavor: "debian13", image: "slurmd" });
+  const packagesOf = (container: unknown) => {
+    const step = queryOf(container).find((s) => s.operation === "withDirectory")!;
+    expect(step.args!.path).toBe("packages");
+    return queryOf(step.args!.source);
+  };
+
+  it("is the packages target of Dockerfile.packages, with the images' build arguments, when nothing is cached", () => {
+    const image = imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmd"));
+    const packages = packagesOf(image);
+    const build = packages.find((s) => s.operation === "dockerBuild")!;
+    expect(build.args).toMatchObject({ dockerfile: "Dockerfile.packages", target: "packages" });
+    expect(packages.at(-1)!.operation).toBe("rootfs");
+    const imageBuild = queryOf(image).find((s) => s.operation === "dockerBuild")!;
+    expect(build.args!.buildArgs).toEqual(imageBuild.args!.buildArgs);
+  });
+
+  it("is the cache entry's filesystem, pulled by digest, on a hit", () => {
+    const ref = `registry.example.com/slinky/cache/packages@sha256:${"a".repeat(64)}`;
+    const packages = packagesDirectory(dag.directory(), manifest, resolved, { kind: "cached", ref });
+    const query = queryOf(packages);
+    expect(query.map((s) => s.operation)).toEqual(["container", "from", "rootfs"]);
+    expect(query[1]!.args).toEqual({ address: ref });
+  });
+
+  it("builds FROM the base digest the cache resolved, for the packages and the image alike", () => {
+    const base = `docker.io/library/debian:trixie@sha256:${"b".repeat(64)}`;
+    const image = imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmd"), { baseImage: base });
+    const baseOf = (query: { operation: string; args?: Record<string, unknown> }[]) =>
+      (query.find((s) => s.operation === "dockerBuild")!.args!.buildArgs as { name: string; value: string }[]).find(
+        (a) => a.name === "BASE_IMAGE",
+      )!.value;
+    expect(baseOf(queryOf(image))).toBe(base);
+    expect(baseOf(packagesOf(image))).toBe(base);
+  });
+
+  it("has OS-layer targets that need nothing of the compile", () => {
+    const layers = osLayers(dag.directory(), manifest, resolved);
+    expect(layers.map((l) => queryOf(l).find((s) => s.operation === "dockerBuild")!.args!.target)).toEqual([...OS_TARGETS]);
+    for (const layer of layers) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
   });
 });

@@ -10,7 +10,7 @@
  * made by test/images/standins.ts. All are served from 127.0.0.1 through the same
  * URL/sha256 build arguments a site would set.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES, type ImageSpec } from "../../src/catalog.js";
@@ -50,6 +50,7 @@ import {
 import {
   type BuildPlan,
   buildImage,
+  buildPackagesAndOs,
   buildPlan,
   type HarnessSources,
   imageLabelsOf,
@@ -86,6 +87,7 @@ const report = {
   base: { name: BASE_IMAGE, id: "" },
   setupSeconds: 0,
   images: [] as ImageRow[],
+  packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
   cluster: { sinfo: "", srun: "", sacct: "", passed: false },
   totalSeconds: 0,
 };
@@ -152,12 +154,29 @@ function renderTable(): string {
       `setup ${report.setupSeconds} s, total ${report.totalSeconds} s)`,
     line(header),
     ...cells.map(line),
+    `packages: ${report.packages.seconds} s (OS layers alongside: ${report.packages.osSeconds} s)`,
     `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
   ].join("\n");
 }
 
 describe.sequential("debian13 images built by BuildKit", () => {
   describe.sequential("build (first build, then an unchanged rebuild)", () => {
+    it(
+      "packages (Dockerfile.packages), with the OS layers built alongside, into the images' context",
+      async () => {
+        const built = await buildPackagesAndOs(plan, LOGS, 40 * MINUTE);
+        report.packages.seconds = round(built.packagesSeconds);
+        report.packages.osSeconds = round(built.osSeconds);
+        report.packages.slurm = readdirSync(join(plan.context, "packages", "slurm")).sort();
+        report.packages.pyxis = readdirSync(join(plan.context, "packages", "pyxis")).sort();
+        // Exactly the package files the images' stages name, each Package.deb.
+        expect(report.packages.slurm).toEqual(expect.arrayContaining(["slurm-smd.deb", "slurm-smd-client.deb", "slurm-smd-slurmd.deb"]));
+        expect(report.packages.slurm.every((name) => /^[a-z0-9.+-]+\.deb$/.test(name) && !name.includes("dbgsym"))).toBe(true);
+        expect(report.packages.pyxis.length).toBe(1);
+      },
+      45 * MINUTE,
+    );
+
     it.each(IMAGES.map((image) => [image.name, image] as const))(
       "%s",
       async (_name, image: ImageSpec) => {

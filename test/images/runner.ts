@@ -4,6 +4,7 @@
  * as `build` feeds them to Dagger. The harness only lays its stand-ins over the
  * manifest, as a site manifest would.
  */
+import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { ImageSpec } from "../../src/catalog.js";
 import { deepMerge, loadManifest, type Manifest } from "../../src/manifest.js";
@@ -63,7 +64,13 @@ export interface BuildPlan {
   labels: (image: ImageSpec) => Record<string, string>;
   /** Local reference of an image, e.g. slinky-test/slurmd:24.11-debian13. */
   ref: (image: ImageSpec) => string;
+  /** dockerfiles/<family>/Dockerfile: the images. */
   dockerfile: string;
+  /** dockerfiles/<family>/Dockerfile.packages: the compiled packages. */
+  packagesDockerfile: string;
+  /** dockerfiles/<family>: the recipe, the packages build's context. */
+  recipe: string;
+  /** The images' context: a copy of the recipe with packages/ composed into it (as src/build.ts does). */
   context: string;
 }
 
@@ -95,17 +102,88 @@ export function buildPlan(sources: HarnessSources, prov: Provenance): BuildPlan 
     labels: (image) => imageLabels(pinned, resolvedPinned, image, prov),
     ref: (image) => `${IMAGE_PREFIX}/${image.name}:${resolved.line}-${resolved.flavorName}`,
     dockerfile: join(REPO, "dockerfiles", family, "Dockerfile"),
-    context: join(REPO, "dockerfiles", family),
+    packagesDockerfile: join(REPO, "dockerfiles", family, "Dockerfile.packages"),
+    recipe: join(REPO, "dockerfiles", family),
+    context: join(REPO, "out", "context", family),
   };
 }
 
 /** The exact `docker build` arguments for one image. */
-export function dockerBuildArgs(plan: BuildPlan, image: ImageSpec): string[] {
+export function dockerBuildArgs(plan: BuildPlan, image: ImageSpec, extraLabels: Record<string, string> = {}): string[] {
   const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.dockerfile, "--target", image.target];
   for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
-  for (const [key, value] of Object.entries(plan.labels(image))) args.push("--label", `${key}=${value}`);
+  for (const [key, value] of Object.entries({ ...plan.labels(image), ...extraLabels })) args.push("--label", `${key}=${value}`);
   args.push("-t", plan.ref(image), plan.context);
   return args;
+}
+
+/**
+ * The images' build context: a fresh copy of the recipe (dockerfiles/<family>)
+ * with an empty packages/ directory that the packages fill. BuildKit keys on
+ * content, not paths, so the copy's place does not matter to the cache.
+ */
+export function prepareContext(plan: BuildPlan): string {
+  rmSync(plan.context, { recursive: true, force: true });
+  mkdirSync(join(plan.context, ".."), { recursive: true });
+  cpSync(plan.recipe, plan.context, { recursive: true });
+  rmSync(join(plan.context, "packages"), { recursive: true, force: true });
+  return join(plan.context, "packages");
+}
+
+/** `docker build` arguments of the packages target, written out as files into `dest` (or tagged, with `tag`). */
+export function packagesBuildArgs(plan: BuildPlan, output: { dest: string } | { tag: string; labels?: Record<string, string> }): string[] {
+  const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.packagesDockerfile, "--target", "packages"];
+  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  if ("dest" in output) args.push("--output", `type=local,dest=${output.dest}`);
+  else {
+    for (const [key, value] of Object.entries(output.labels ?? {})) args.push("--label", `${key}=${value}`);
+    args.push("-t", output.tag);
+  }
+  args.push(plan.recipe);
+  return args;
+}
+
+/** Builds the packages into the images' context (packages/slurm, packages/pyxis). */
+export async function buildPackages(plan: BuildPlan, dest: string, logFile: string, timeoutMs: number): Promise<number> {
+  const result = await docker(packagesBuildArgs(plan, { dest }), { timeoutMs, logFile });
+  if (result.code !== 0) {
+    throw new Error(`build of the packages failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
+  }
+  return result.seconds;
+}
+
+/** The OS-layer targets of the images' Dockerfile: nothing of the compile in them. */
+export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] as const;
+
+/** Builds one OS-layer target (its cache is what the images then reuse); no tag. */
+export async function buildOsTarget(plan: BuildPlan, target: string, logFile: string, timeoutMs: number): Promise<number> {
+  const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.dockerfile, "--target", target];
+  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  args.push(plan.recipe);
+  const result = await docker(args, { timeoutMs, logFile });
+  if (result.code !== 0) {
+    throw new Error(`build of ${target} failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
+  }
+  return result.seconds;
+}
+
+/**
+ * The cold path of every build: the packages, and meanwhile the OS layers
+ * (which do not wait for the compile); resolves when both are done.
+ */
+export async function buildPackagesAndOs(
+  plan: BuildPlan,
+  logDir: string,
+  timeoutMs: number,
+): Promise<{ packagesSeconds: number; osSeconds: number }> {
+  const dest = prepareContext(plan);
+  const started = Date.now();
+  const os = (async () => {
+    for (const target of OS_TARGETS) await buildOsTarget(plan, target, join(logDir, `${target}.log`), timeoutMs);
+    return (Date.now() - started) / 1000;
+  })();
+  const [packagesSeconds, osSeconds] = await Promise.all([buildPackages(plan, dest, join(logDir, "packages.log"), timeoutMs), os]);
+  return { packagesSeconds, osSeconds };
 }
 
 export interface Built {
@@ -114,8 +192,14 @@ export interface Built {
 }
 
 /** Builds one image; throws with the log's tail on failure. */
-export async function buildImage(plan: BuildPlan, image: ImageSpec, logFile: string, timeoutMs: number): Promise<Built> {
-  const result = await docker(dockerBuildArgs(plan, image), { timeoutMs, logFile });
+export async function buildImage(
+  plan: BuildPlan,
+  image: ImageSpec,
+  logFile: string,
+  timeoutMs: number,
+  extraLabels: Record<string, string> = {},
+): Promise<Built> {
+  const result = await docker(dockerBuildArgs(plan, image, extraLabels), { timeoutMs, logFile });
   if (result.code !== 0) {
     throw new Error(`build of ${image.name} failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
   }
