@@ -225,6 +225,8 @@ interface Op {
   ok: number[];
   /** Statuses returned to the caller instead of thrown. */
   pass?: number[];
+  /** A second repository's scope the token must also grant (cross-repository blob mount). */
+  extraScope?: string;
 }
 
 type HostAuth = { kind: "basic" } | { kind: "bearer"; realm: string; service: string | undefined };
@@ -519,6 +521,34 @@ export class RegistryClient {
     return digest;
   }
 
+  /** GET a blob by digest (a config, a small layer); its bytes are hashed against the digest. */
+  async getBlob(ref: string | ImageRef, digest: string): Promise<Buffer> {
+    const r = toRef(ref);
+    const res = await this.send({ operation: "get blob", ref: r, method: "GET", path: `blobs/${digest}`, ok: [200] });
+    this.checkDigest(r, "get blob", digestOf(res.body), digest);
+    return res.body;
+  }
+
+  /**
+   * Make a blob of repository `from` (same registry) part of `ref`'s
+   * repository without uploading it (the distribution API's cross-repository
+   * mount). True when mounted or already there; false when the registry did
+   * not mount it (then the caller copies it).
+   */
+  async mountBlob(ref: string | ImageRef, digest: string, from: string): Promise<boolean> {
+    const r = toRef(ref);
+    if (await this.blobExists(r, digest)) return true;
+    const res = await this.send({
+      operation: "mount blob",
+      ref: r,
+      method: "POST",
+      path: `blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`,
+      extraScope: `repository:${from}:pull`,
+      ok: [201, 202],
+    });
+    return res.status === 201;
+  }
+
   /**
    * Bytes of an image: config plus layers for an image manifest; for an
    * index, the sum over its child manifests (each fetched by digest).
@@ -590,7 +620,7 @@ export class RegistryClient {
 
   private scopeFor(op: Op): string {
     const actions = op.method === "GET" || op.method === "HEAD" ? "pull" : op.method === "DELETE" ? "delete" : "pull,push";
-    return `repository:${op.ref.repository}:${actions}`;
+    return `repository:${op.ref.repository}:${actions}${op.extraScope ? ` ${op.extraScope}` : ""}`;
   }
 
   /** One attempt, including at most two authentication rounds. */
@@ -616,7 +646,8 @@ export class RegistryClient {
       }
       const realm = challenge.params.realm;
       if (!realm) throw this.authFailure(op, res, "the bearer challenge names no token realm");
-      const scope = challenge.params.scope ?? wanted;
+      const challenged = challenge.params.scope ?? wanted;
+      const scope = op.extraScope && !challenged.includes(op.extraScope) ? `${challenged} ${op.extraScope}` : challenged;
       if (sentScope !== undefined && sameScope(sentScope, scope) && fresh) {
         throw this.authFailure(
           op,

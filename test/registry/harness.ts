@@ -406,7 +406,11 @@ export interface SyntheticImage {
 }
 
 /** A tiny image whose content (and so digest) is determined by `seed`. */
-export function syntheticImage(seed: string, format: "oci" | "docker" = "oci"): SyntheticImage {
+export function syntheticImage(
+  seed: string,
+  format: "oci" | "docker" = "oci",
+  labels: Record<string, string> = {},
+): SyntheticImage {
   const tar = tarOf("hello.txt", Buffer.from(`slinky test image ${seed}\n`));
   const layer = gzipSync(tar, { level: 9 });
   const docker = format === "docker";
@@ -414,7 +418,7 @@ export function syntheticImage(seed: string, format: "oci" | "docker" = "oci"): 
     JSON.stringify({
       architecture: "amd64",
       os: "linux",
-      config: { Labels: { "org.opencontainers.image.title": seed } },
+      config: { Labels: { "org.opencontainers.image.title": seed, ...labels } },
       rootfs: { type: "layers", diff_ids: [digestOf(tar)] },
     }),
   );
@@ -444,8 +448,14 @@ export function syntheticImage(seed: string, format: "oci" | "docker" = "oci"): 
  * Push a synthetic image to `ref` (a tag reference) through the client, as
  * Dagger's Container.publish does in the engine; returns `ref@sha256:...`.
  */
-export async function pushSynthetic(client: RegistryClient, ref: string, seed: string, format: "oci" | "docker" = "oci"): Promise<string> {
-  const image = syntheticImage(seed, format);
+export async function pushSynthetic(
+  client: RegistryClient,
+  ref: string,
+  seed: string,
+  format: "oci" | "docker" = "oci",
+  labels: Record<string, string> = {},
+): Promise<string> {
+  const image = syntheticImage(seed, format, labels);
   await client.uploadBlob(ref, image.layer);
   await client.uploadBlob(ref, image.config);
   const digest = await client.putManifest(ref, image.manifest, image.mediaType);
