@@ -36,6 +36,8 @@ export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
   --flavor "${LINUX_FLAVOR:-ubuntu24.04}" \
   --group "${BUILD_GROUP:-all}" \
   --commit-timestamp "${CI_COMMIT_TIMESTAMP:-}" \
+  --build-cache "${BUILD_CACHE:-on}" \
+  --cache-max-age-days "${BUILD_CACHE_MAX_AGE_DAYS:-7}" \
   export --path report
 
 status="$(cat report/status 2>/dev/null || echo "missing")"

@@ -17,8 +17,8 @@
  *   read back, so the image keeps the entry's digest.
  */
 import { silentLogger, type Logger } from "./log.js";
-import { decodeParts, shortParts } from "./keys.js";
-import { formatRef, type ImageRef, MEDIA_TYPES, parseRef, RegistryClient, RegistryError, RegistryNotFoundError } from "./registry.js";
+import { decodeParts, type RunKeys, shortParts } from "./keys.js";
+import { formatRef, type ImageRef, MEDIA_TYPES, parseRef, RegistryClient, RegistryError } from "./registry.js";
 import { refSlug } from "./tags.js";
 
 export const CACHE_LABELS = {
@@ -287,7 +287,76 @@ export async function writeEntry(options: WriteOptions): Promise<{ ref: string |
   }
 }
 
-/** True for errors that mean "the registry has nothing here", not "something is wrong". */
-export function isNotFound(error: unknown): boolean {
-  return error instanceof RegistryNotFoundError;
+/** What the cache says about a run, before anything is built. */
+export interface CachePlan {
+  /** The cache registry path, e.g. registry/group/project/cache. */
+  readonly registry: string;
+  readonly scope: Scope;
+  readonly maxAgeDays: number;
+  readonly keys: RunKeys;
+  readonly packages: LookupResult;
+  readonly images: Readonly<Record<string, LookupResult>>;
+}
+
+export interface PlanCacheOptions {
+  client: RegistryClient;
+  registry: string;
+  scope: Scope;
+  keys: RunKeys;
+  images: readonly string[];
+  maxAgeDays?: number;
+  log?: Logger;
+}
+
+/** Looks up the package set and every image (concurrently; the client bounds the requests). */
+export async function planCache(options: PlanCacheOptions): Promise<CachePlan> {
+  const common = { client: options.client, scope: options.scope, maxAgeDays: options.maxAgeDays, log: options.log };
+  const [packages, ...images] = await Promise.all([
+    lookup({ ...common, repository: cacheRepository(options.registry, "packages"), key: options.keys.packages.key, parts: options.keys.packages.parts }),
+    ...options.images.map((name) => {
+      const key = options.keys.images[name];
+      if (!key) throw new Error(`no key for image ${name}`);
+      return lookup({ ...common, repository: cacheRepository(options.registry, name), key: key.key, parts: key.parts });
+    }),
+  ]);
+  return {
+    registry: options.registry,
+    scope: options.scope,
+    maxAgeDays: options.maxAgeDays ?? DEFAULT_MAX_AGE_DAYS,
+    keys: options.keys,
+    packages: packages as LookupResult,
+    images: Object.fromEntries(options.images.map((name, i) => [name, images[i] as LookupResult])),
+  };
+}
+
+/**
+ * The base image's digest: the manifest's pin, else the registry's answer for
+ * the tag (asked without credentials: the run's are for its own registry).
+ */
+export async function resolveBaseDigest(baseImage: string, pinned: string | null, client = new RegistryClient()): Promise<string> {
+  if (pinned) return pinned;
+  const head = await client.headManifest(baseImage);
+  if (!head) throw new Error(`base image ${baseImage} not found in its registry`);
+  return head.digest;
+}
+
+/** One line per image and for the package set: hit or miss, and why. */
+export interface CacheSummaryRow {
+  readonly name: string;
+  readonly key: string;
+  readonly hit: boolean;
+  readonly from: string | null;
+  readonly reason: string | null;
+  readonly changed: string[] | null;
+}
+
+export function summaryRows(plan: CachePlan): CacheSummaryRow[] {
+  const row = (name: string, key: string, result: LookupResult): CacheSummaryRow =>
+    result.hit
+      ? { name, key, hit: true, from: result.entry.ref, reason: null, changed: null }
+      : { name, key, hit: false, from: null, reason: result.reason, changed: result.changed };
+  return [
+    row("packages", plan.keys.packages.key, plan.packages),
+    ...Object.entries(plan.images).map(([name, result]) => row(name, plan.keys.images[name]?.key ?? "", result)),
+  ];
 }

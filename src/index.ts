@@ -4,12 +4,26 @@
  * target of that graph.
  */
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
-import { forEachImage, imageContainer, readyPackages } from "./build.js";
+import { forEachImage, imageContainer, packagesDirectory, readyPackages } from "./build.js";
+import { scopeOf, summaryRows } from "./cache.js";
+import { type CachedBuild, cacheOptions, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
+import { createLogger } from "./log.js";
 import { imageSpec } from "./catalog.js";
 import { checkInputs, InvalidInputError } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
+
+/** One line on what the build cache did, for build-all and test. */
+function cacheLine(cached: CachedBuild): string {
+  if (!cached.plan) return `build cache: not used (${cached.disabled})`;
+  const reused = Object.values(cached.plan.images).filter((r) => r.hit).length;
+  return (
+    `build cache ${cached.plan.registry}: package set ${cached.plan.packages.hit ? "hit" : "miss"}, ` +
+    `${reused} of ${Object.keys(cached.plan.images).length} images reused` +
+    (cached.warnings.length > 0 ? `; warnings: ${cached.warnings.join("; ")}` : "")
+  );
+}
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
 @object()
@@ -42,10 +56,25 @@ export class SlinkyContainers {
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
+    /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
+    cacheRegistry?: string,
+    /** User for the cache registry. */
+    cacheUsername?: string,
+    /** Password or token for the cache registry, e.g. env:REGISTRY_TOKEN. */
+    cachePassword?: Secret,
+    /** Cache entries older than this many days are not reused. */
+    cacheMaxAgeDays = 7,
   ): Promise<Container> {
     checkInputs({ image, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image });
-    return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image));
+    const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
+    const entry = reusedEntry(cached, image);
+    if (entry) return reusedContainer(entry);
+    const packages = packagesDirectory(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage);
+    return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image), {
+      packages,
+      ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+    });
   }
 
   /**
@@ -60,14 +89,30 @@ export class SlinkyContainers {
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
+    /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
+    cacheRegistry?: string,
+    /** User for the cache registry. */
+    cacheUsername?: string,
+    /** Password or token for the cache registry, e.g. env:REGISTRY_TOKEN. */
+    cachePassword?: Secret,
+    /** Cache entries older than this many days are not reused. */
+    cacheMaxAgeDays = 7,
   ): Promise<string> {
     checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
-    const packages = await readyPackages(this.dockerfiles, manifest, resolved);
+    const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
+    const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
+    const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage) : undefined;
     const outcomes = await forEachImage(resolved.images, async (image) => {
-      await imageContainer(this.dockerfiles, manifest, resolved, image, { packages }).sync();
+      const entry = reusedEntry(cached, image.name);
+      if (entry) return `reused ${entry.ref}`;
+      await imageContainer(this.dockerfiles, manifest, resolved, image, {
+        packages,
+        ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+      }).sync();
+      return "built";
     });
-    return outcomes.map((o) => `${o.image}: built in ${o.seconds}s`).join("\n");
+    return [cacheLine(cached), ...outcomes.map((o) => `${o.image}: ${o.value} in ${o.seconds}s`)].join("\n");
   }
 
   /**
@@ -83,14 +128,37 @@ export class SlinkyContainers {
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04 or debian13. */
     flavor = "ubuntu24.04",
+    /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
+    cacheRegistry?: string,
+    /** User for the cache registry. */
+    cacheUsername?: string,
+    /** Password or token for the cache registry, e.g. env:REGISTRY_TOKEN. */
+    cachePassword?: Secret,
+    /** Cache entries older than this many days are not reused. */
+    cacheMaxAgeDays = 7,
   ): Promise<string> {
     checkInputs({ group, slurmVersion, flavor });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
-    const packages = await readyPackages(this.dockerfiles, manifest, resolved);
-    const outcomes = await forEachImage(resolved.images, (image) =>
-      smokeTested(imageContainer(this.dockerfiles, manifest, resolved, image, { packages }), image.name, resolved.slurm.version).stdout(),
-    );
-    return outcomes.map((o) => `${o.image}: smoke checks passed in ${o.seconds}s`).join("\n");
+    const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
+    const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
+    const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage) : undefined;
+    const outcomes = await forEachImage(resolved.images, (image) => {
+      const entry = reusedEntry(cached, image.name);
+      const container = entry
+        ? reusedContainer(entry)
+        : imageContainer(this.dockerfiles, manifest, resolved, image, {
+            packages,
+            ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+          });
+      return smokeTested(container, image.name, resolved.slurm.version).stdout();
+    });
+    return [
+      cacheLine(cached),
+      ...outcomes.map((o) => {
+        const entry = reusedEntry(cached, o.image);
+        return `${o.image}: smoke checks passed in ${o.seconds}s${entry ? ` (reused ${entry.ref})` : ""}`;
+      }),
+    ].join("\n");
   }
 
   /**
@@ -113,10 +181,35 @@ export class SlinkyContainers {
     registry?: string,
     /** The branch whose builds are promoted to the production tag. */
     defaultBranch = "main",
+    /** A build-cache registry path: shows each key and whether the cache has it (e.g. <registry>/cache). */
+    cacheRegistry?: string,
+    /** User for the cache registry. */
+    cacheUsername?: string,
+    /** Password or token for the cache registry, e.g. env:REGISTRY_TOKEN. */
+    cachePassword?: Secret,
+    /** Cache entries older than this many days are not reused. */
+    cacheMaxAgeDays = 7,
   ): Promise<string> {
     checkInputs({ slurmVersion, flavor, group, branch, commitSha: sha, registry, defaultBranch }, ["branch"]);
-    const document = plan(await this.manifest(), { slurmVersion, flavor, group }, { branch, sha, registry, defaultBranch });
-    return JSON.stringify(document, null, 2);
+    const manifest = await this.manifest();
+    const document = plan(manifest, { slurmVersion, flavor, group }, { branch, sha, registry, defaultBranch });
+    const options = cacheOptions({
+      registry: cacheRegistry,
+      username: cacheUsername,
+      password: cachePassword,
+      maxAgeDays: cacheMaxAgeDays,
+      scope: scopeOf(branch ?? "", defaultBranch),
+    });
+    if (!options) return JSON.stringify(document, null, 2);
+    const cached = await prepareCache(this.dockerfiles, manifest, resolve(manifest, { slurmVersion, flavor, group }), options, createLogger());
+    const cache = {
+      registry: options.registry,
+      scope: cached.plan ? cached.plan.scope : options.scope,
+      disabled: cached.disabled,
+      warnings: cached.warnings,
+      entries: cached.plan ? summaryRows(cached.plan) : [],
+    };
+    return JSON.stringify({ ...document, cache }, null, 2);
   }
 
   /**
@@ -216,6 +309,12 @@ export class SlinkyContainers {
     group = "all",
     /** $CI_COMMIT_TIMESTAMP: the images' created label. */
     commitTimestamp?: string,
+    /** $BUILD_CACHE: on (reuse and record builds in the registry) or off (build everything). */
+    buildCache = "on",
+    /** The build-cache registry path; default <registry>/cache. */
+    cacheRegistry?: string,
+    /** $BUILD_CACHE_MAX_AGE_DAYS: cache entries older than this are rebuilt. */
+    cacheMaxAgeDays = 7,
   ): Promise<Directory> {
     // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
     checkInputs(
@@ -223,13 +322,37 @@ export class SlinkyContainers {
       branch === "" ? ["branch", "registry", "username", "commitTimestamp"] : ["username", "commitTimestamp"],
     );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
-    const report = await engineRun({ ...run, defaultBranch, pipelineSource }, { check: true, push: "build", promote: true });
+    const cache = cacheOptions({
+      switch: buildCache,
+      registry: cacheRegistry || (registry ? `${registry.replace(/\/+$/, "")}/cache` : undefined),
+      username,
+      password,
+      maxAgeDays: cacheMaxAgeDays,
+      scope: scopeOf(branch, defaultBranch),
+    });
+    const report = await engineRun({ ...run, defaultBranch, pipelineSource, cache }, { check: true, push: "build", promote: true });
     return reportDirectory(report);
   }
 
   /** What publish, promote and ci share. */
   private async runArgs(args: Omit<EngineRun, "dockerfiles" | "manifest" | "defaultBranch" | "pipelineSource">): Promise<EngineRun> {
     return { ...args, dockerfiles: this.dockerfiles, manifest: await this.manifest(), defaultBranch: args.branch, pipelineSource: "api" };
+  }
+
+  /** The build cache of a local run (reads default-branch and local entries; writes none). */
+  private async localCache(
+    manifest: Manifest,
+    resolved: Resolved,
+    cache: { cacheRegistry?: string; cacheUsername?: string; cachePassword?: Secret; cacheMaxAgeDays: number },
+  ): Promise<CachedBuild> {
+    const options = cacheOptions({
+      registry: cache.cacheRegistry,
+      username: cache.cacheUsername,
+      password: cache.cachePassword,
+      maxAgeDays: cache.cacheMaxAgeDays,
+      scope: { kind: "local" },
+    });
+    return prepareCache(this.dockerfiles, manifest, resolved, options, createLogger());
   }
 
   /** The manifest and the resolved selection, refused unless every download it needs is pinned. */

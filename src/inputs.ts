@@ -121,6 +121,12 @@ export const FIELDS = {
   username: { valid: ["a registry user name without whitespace, e.g. $CI_REGISTRY_USER"], schema: Username },
   group: { valid: GROUP_NAMES, schema: oneOf(GROUP_NAMES) },
   image: { valid: IMAGE_NAMES, schema: oneOf(IMAGE_NAMES) },
+  cacheRegistry: {
+    valid: ["a lowercase registry host[:port]/path with no scheme, credentials, tag or digest, e.g. registry.gitlab.com/group/project/cache"],
+    schema: RegistryPath,
+  },
+  cacheUsername: { valid: ["a registry user name without whitespace"], schema: Username },
+  buildCache: { valid: ["on", "off"], schema: oneOf(["on", "off"]) },
 } as const satisfies Record<string, Rule>;
 
 export type FieldName = keyof typeof FIELDS;
@@ -136,6 +142,9 @@ const LABELS: Record<FieldName | "slurmVersion" | "flavor", string> = {
   username: "username",
   group: "group",
   image: "image",
+  cacheRegistry: "cache registry",
+  cacheUsername: "cache username",
+  buildCache: "build cache switch",
   slurmVersion: "Slurm version",
   flavor: "flavor",
 };

@@ -6,14 +6,24 @@
  * plaintext is read only in memory, for the registry client that copies tags.
  */
 import { type Container, dag, type Directory, type Secret } from "@dagger.io/dagger";
-import { imageContainer } from "./build.js";
+import { imageContainer, readyPackages } from "./build.js";
+import { cacheRepository, writeEntry } from "./cache.js";
+import {
+  adopt,
+  type CachedBuild,
+  type CacheOptions,
+  cacheLabelsOf,
+  prepareCache,
+  reusedEntry,
+  writePackages,
+} from "./cachedbuild.js";
 import type { ImageSpec } from "./catalog.js";
-import { createLogger } from "./log.js";
+import { createLogger, type Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
 import { type Resolved, requireChecksums, resolve } from "./plan.js";
 import { parseRef, RegistryClient } from "./registry.js";
 import { runCi } from "./release.js";
-import { renderJson, renderMarkdown, type Report } from "./report.js";
+import { type CacheReport, renderJson, renderMarkdown, type Report } from "./report.js";
 import { smokeScript } from "./smoke.js";
 
 export interface EngineRun {
@@ -33,6 +43,8 @@ export interface EngineRun {
   pipelineSource: string;
   username: string;
   password: Secret;
+  /** The registry build cache; null or absent: build everything. */
+  cache?: CacheOptions | null;
 }
 
 export interface Stages {
@@ -63,11 +75,23 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   const resolved: Resolved = resolve(run.manifest, { slurmVersion: run.slurmVersion, flavor: run.flavor, group: run.group });
   if (stages.push === "build") requireChecksums(run.manifest, resolved);
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
-  const container = (name: string) =>
+  const log = createLogger();
+  const cacheStarted = Date.now();
+  const cached = await prepareCache(run.dockerfiles, run.manifest, resolved, stages.push === "build" ? (run.cache ?? null) : null, log);
+  const lookupMs = Date.now() - cacheStarted;
+  // The package set (built or pulled) and the OS layers, once, before the first image that is built.
+  let packages: ReturnType<typeof readyPackages> | undefined;
+  const ready = () => {
+    packages ??= readyPackages(run.dockerfiles, run.manifest, resolved, cached.packages, cached.baseImage);
+    return packages;
+  };
+  const container = async (name: string) =>
     imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), {
       provenance: { revision: run.commitSha, created: run.commitTimestamp },
+      packages: await ready(),
+      ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+      extraLabels: cacheLabelsOf(cached, name),
     });
-  const log = createLogger();
   let client: Promise<RegistryClient> | undefined;
   const getClient = () => {
     client ??= run.password
@@ -75,7 +99,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
       .then((password) => new RegistryClient({ username: run.username, password, logger: log }));
     return client;
   };
-  return runCi({
+  const report = await runCi({
     context: {
       branch: run.branch,
       commitSha: run.commitSha,
@@ -91,19 +115,104 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
     ...(stages.check
       ? {
           check: async (image: string) => {
-            await smokeTested(container(image), image, resolved.slurm.version).sync();
+            // A reused image passed these checks in the run that wrote its entry.
+            if (reusedEntry(cached, image)) return;
+            await smokeTested(await container(image), image, resolved.slurm.version).sync();
           },
         }
       : {}),
     push:
       stages.push === "build"
-        ? (image, ref) => publishable(container(image), run.registry, run.username, run.password).publish(ref)
+        ? async (image, ref) => {
+            const entry = reusedEntry(cached, image);
+            if (entry) return adopt(cached, entry, ref);
+            return publishable(await container(image), run.registry, run.username, run.password).publish(ref);
+          }
         : async (_image, ref) => `${ref}@${(await (await getClient()).getManifest(ref)).digest}`,
     client: getClient,
     promote: stages.promote,
     moveBranchLatest: stages.push === "build",
     log,
   });
+  return withCache(report, await writeCache(run, resolved, cached, report, log), cached, lookupMs);
+}
+
+interface CacheWrites {
+  packages: string | null;
+  images: Record<string, string>;
+  warnings: string[];
+  writeMs: number;
+}
+
+/**
+ * After a run whose images all passed their checks and were pushed: records
+ * the images it built (manifest copies into the cache repository) and the
+ * package set it built. Failures are warnings.
+ */
+async function writeCache(run: EngineRun, resolved: Resolved, cached: CachedBuild, report: Report, log: Logger): Promise<CacheWrites> {
+  const writes: CacheWrites = { packages: null, images: {}, warnings: [], writeMs: 0 };
+  const plan = cached.plan;
+  if (!plan || !report.ok || report.mode === "build-only") return writes;
+  const started = Date.now();
+  const client = await cached.client().catch(() => null);
+  if (!client) return writes;
+  for (const row of report.images) {
+    if (reusedEntry(cached, row.image) || !row.digest) continue;
+    const key = plan.keys.images[row.image];
+    if (!key) continue;
+    const source = { ...parseRef(`${run.registry.replace(/\/+$/, "")}/${row.image}`), tag: undefined, digest: row.digest };
+    const written = await writeEntry({ client, source, repository: cacheRepository(plan.registry, row.image), key: key.key, scope: plan.scope, log });
+    if (written.ref) writes.images[row.image] = written.ref;
+    if (written.error) writes.warnings.push(written.error);
+  }
+  if (!plan.packages.hit) {
+    try {
+      writes.packages = await writePackages(cached, run.dockerfiles, run.manifest, resolved);
+    } catch (error) {
+      const text = `cache write of the package set failed: ${(error as Error).message}`;
+      log.warn({}, text);
+      writes.warnings.push(text);
+    }
+  }
+  writes.writeMs = Date.now() - started;
+  return writes;
+}
+
+/** The report with its build-cache section. */
+function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, lookupMs: number): Report {
+  const plan = cached.plan;
+  const section: CacheReport = {
+    used: plan !== null,
+    disabled: cached.disabled,
+    registry: plan?.registry ?? null,
+    scope: plan ? (plan.scope.kind === "branch" ? `branch:${plan.scope.slug}` : plan.scope.kind) : null,
+    maxAgeDays: plan?.maxAgeDays ?? null,
+    lookupMs,
+    writeMs: writes.writeMs,
+    packages: plan
+      ? {
+          key: plan.keys.packages.key,
+          hit: plan.packages.hit,
+          from: plan.packages.hit ? plan.packages.entry.ref : null,
+          reason: plan.packages.hit ? null : plan.packages.reason,
+          changed: plan.packages.hit ? null : plan.packages.changed,
+          written: writes.packages,
+        }
+      : null,
+    images: plan
+      ? Object.entries(plan.images).map(([image, result]) => ({
+          image,
+          key: plan.keys.images[image]?.key ?? "",
+          reused: result.hit,
+          from: result.hit ? result.entry.ref : null,
+          reason: result.hit ? null : result.reason,
+          changed: result.hit ? null : result.changed,
+          written: writes.images[image] ?? null,
+        }))
+      : [],
+    warnings: [...cached.warnings, ...writes.warnings],
+  };
+  return { ...report, cache: section };
 }
 
 /** report.json, report.md and status ("passed" or "failed") in a directory. */

@@ -61,6 +61,37 @@ export interface RunContext {
 
 export type RunMode = "build-only" | "publish" | "publish-and-promote";
 
+/** The registry build cache in a run: what was reused, what was built and why, what was written. */
+export interface CacheReport {
+  used: boolean;
+  /** Why the cache was not used (switched off, no registry, unreadable base...). */
+  disabled: string | null;
+  registry: string | null;
+  scope: string | null;
+  maxAgeDays: number | null;
+  lookupMs: number;
+  writeMs: number;
+  packages: {
+    key: string;
+    hit: boolean;
+    from: string | null;
+    reason: string | null;
+    /** Inputs that differ from the scope's newest entry, when known. */
+    changed: string[] | null;
+    written: string | null;
+  } | null;
+  images: {
+    image: string;
+    key: string;
+    reused: boolean;
+    from: string | null;
+    reason: string | null;
+    changed: string[] | null;
+    written: string | null;
+  }[];
+  warnings: string[];
+}
+
 export interface Report {
   schemaVersion: 1;
   ok: boolean;
@@ -71,6 +102,8 @@ export interface Report {
   tags: { commit: string; branchLatest: string; production: string | null } | null;
   images: ImageReport[];
   promotion: PromotionResult | null;
+  /** The registry build cache (absent in reports of runs without one). */
+  cache?: CacheReport;
   errors: string[];
   startedAt: string;
   finishedAt: string;
@@ -171,6 +204,7 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
       for (const m of p.notRestored) lines.push(`- \`${m.ref}\` left at ${m.to}: ${cell(m.why)}`);
     }
   }
+  if (report.cache) lines.push("", ...renderCache(report.cache));
   const failures = report.images.filter((i) => i.error);
   if (failures.length > 0 || report.errors.length > 0) {
     lines.push("", "## Failures", "");
@@ -178,4 +212,36 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
     for (const e of report.errors) lines.push(`- ${cell(e)}`);
   }
   return `${scrubber.scrub(lines.join("\n"))}\n`;
+}
+
+/** The report's build-cache section: per image reused (from where) or built (and why), the package set, times. */
+export function renderCache(cache: CacheReport): string[] {
+  const lines = ["## Build cache", ""];
+  if (!cache.used) {
+    lines.push(`Not used: ${cell(cache.disabled ?? "off")}`);
+  } else {
+    lines.push(
+      `- Cache: \`${cache.registry}\`, scope ${cache.scope}, entries up to ${cache.maxAgeDays} days old`,
+      `- Lookup ${seconds(cache.lookupMs)}, writes ${seconds(cache.writeMs)}`,
+      "",
+      "| what | key | cache | from / why built |",
+      "|---|---|---|---|",
+    );
+    const why = (reason: string | null, changed: string[] | null) =>
+      cell(changed && changed.length > 0 ? `changed: ${changed.join(", ")}` : (reason ?? "-"));
+    const p = cache.packages;
+    if (p) {
+      lines.push(`| package set | \`${p.key.slice(0, 12)}\` | ${p.hit ? "hit" : "miss"} | ${p.hit ? `\`${p.from}\`` : why(p.reason, p.changed)} |`);
+    }
+    for (const i of cache.images) {
+      lines.push(
+        `| ${cell(i.image)} | \`${i.key.slice(0, 12)}\` | ${i.reused ? "reused" : "built"} | ${i.reused ? `\`${i.from}\`` : why(i.reason, i.changed)} |`,
+      );
+    }
+  }
+  if (cache.warnings.length > 0) {
+    lines.push("", "Cache warnings (the run built instead):");
+    for (const w of cache.warnings) lines.push(`- ${cell(w)}`);
+  }
+  return lines;
 }

@@ -79,6 +79,9 @@ describe("publish, promote and ci as dagger call sees them", () => {
       flavor: ["STRING_KIND", "required", defaults.flavor],
       group: ["STRING_KIND", "required", defaults.group],
       commitTimestamp: ["STRING_KIND", "optional", undefined],
+      buildCache: ["STRING_KIND", "required", "on"],
+      cacheRegistry: ["STRING_KIND", "optional", undefined],
+      cacheMaxAgeDays: ["INTEGER_KIND", "required", 7],
     });
     expect(module.methods.publish!.returnType.kind).toBe("STRING_KIND");
     expect(module.methods.promote!.returnType.kind).toBe("STRING_KIND");

@@ -4,6 +4,14 @@ import { loadManifest } from "../src/manifest.js";
 import { SlinkyContainers } from "../src/index.js";
 import { queryOf, type ScannedObject, scanModule } from "./support/dagger.js";
 
+/** The build-cache arguments of build, build-all, test and plan: a registry, its credentials (a Secret), the maximum age. */
+const CACHE_ARGS = {
+  cacheRegistry: ["STRING_KIND", "optional", undefined],
+  cacheUsername: ["STRING_KIND", "optional", undefined],
+  cachePassword: ["OBJECT_KIND", "optional", undefined],
+  cacheMaxAgeDays: ["INTEGER_KIND", "required", 7],
+};
+
 describe("the Dagger surface, as the SDK's module scanner sees it", () => {
   let module: ScannedObject;
   beforeAll(async () => {
@@ -31,6 +39,7 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
       image: ["STRING_KIND", "required", undefined],
       slurmVersion: ["STRING_KIND", "required", "25.11"],
       flavor: ["STRING_KIND", "required", "ubuntu24.04"],
+      ...CACHE_ARGS,
     });
   });
 
@@ -48,7 +57,9 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
       group: ["STRING_KIND", "required", "all"],
       slurmVersion: ["STRING_KIND", "required", "25.11"],
       flavor: ["STRING_KIND", "required", "ubuntu24.04"],
+      ...CACHE_ARGS,
     });
+    expect(args("buildAll")).toMatchObject(CACHE_ARGS);
   });
 
   it("exposes plan with the destination arguments", () => {
@@ -60,6 +71,15 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
       sha: ["STRING_KIND", "optional", undefined],
       registry: ["STRING_KIND", "optional", undefined],
       defaultBranch: ["STRING_KIND", "required", "main"],
+      ...CACHE_ARGS,
+    });
+  });
+
+  it("lets ci switch the build cache (on by default) and set its registry and maximum age", () => {
+    expect(args("ci")).toMatchObject({
+      buildCache: ["STRING_KIND", "required", "on"],
+      cacheRegistry: ["STRING_KIND", "optional", undefined],
+      cacheMaxAgeDays: ["INTEGER_KIND", "required", 7],
     });
   });
 

@@ -32,10 +32,11 @@ describe("the job's dagger call matches the module's `ci` function", () => {
   it("passes exactly the expected flags, the password only as env:", () => {
     const flags = jobFlags();
     expect([...flags.keys()].sort()).toEqual(
-      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp"].sort(),
+      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp", "build-cache", "cache-max-age-days"].sort(),
     );
     expect(flags.get("password")).toBe("env:CI_REGISTRY_PASSWORD");
     expect(flags.get("commit-timestamp")).toBe('"${CI_COMMIT_TIMESTAMP:-}"');
+    expect(flags.get("build-cache")).toBe('"${BUILD_CACHE:-on}"');
   });
 
   it("`ci` exists and returns a Directory", () => {

@@ -240,7 +240,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(artifactExists).toBe(true);
   }, 90_000);
 
-  it("on feature/x with SLURM_VERSION, LINUX_FLAVOR, BUILD_GROUP overridden: the overrides reach the call", async () => {
+  it("on feature/x with SLURM_VERSION, LINUX_FLAVOR, BUILD_GROUP, BUILD_CACHE overridden: the overrides reach the call", async () => {
     await checkout(repo, "feature/x");
     try {
       const { r, argv } = await runJob([
@@ -250,6 +250,8 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
         "LINUX_FLAVOR=debian13",
         "--variable",
         "BUILD_GROUP=core",
+        "--variable",
+        "BUILD_CACHE=off",
       ]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(flag(argv, "--branch")).toBe("feature/x");
@@ -257,6 +259,8 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       expect(flag(argv, "--slurm-version")).toBe("24.11");
       expect(flag(argv, "--flavor")).toBe("debian13");
       expect(flag(argv, "--group")).toBe("core");
+      expect(flag(argv, "--build-cache")).toBe("off");
+      expect(flag(argv, "--cache-max-age-days")).toBe("7");
     } finally {
       await checkout(repo, "main");
     }

@@ -1,0 +1,220 @@
+/**
+ * The engine side of the build cache: computes the run's keys from the
+ * recipe Directory, looks them up (src/cache.ts), and tells the build what to
+ * reuse: the package set by digest (its filesystem becomes packages/ in the
+ * images' context), and whole images by digest. Any failure here turns the
+ * cache off for the run, with a warning: a cache never fails a build.
+ */
+import { type Container, dag, type Directory, ExistsType, type Secret } from "@dagger.io/dagger";
+import { packagesContainer, type PackagesSource, recipe } from "./build.js";
+import {
+  type CacheEntry,
+  type CachePlan,
+  cacheRepository,
+  DEFAULT_MAX_AGE_DAYS,
+  entryLabels,
+  entryTag,
+  newestTag,
+  planCache,
+  resolveBaseDigest,
+  type Scope,
+  scopeLabel,
+} from "./cache.js";
+import { checkInputs, InvalidInputError } from "./inputs.js";
+import { type ContextReader, encodeParts, runKeys } from "./keys.js";
+import type { Logger } from "./log.js";
+import type { Manifest } from "./manifest.js";
+import { buildArgs, type Resolved } from "./plan.js";
+import { copyAcross } from "./cache.js";
+import { formatRef, parseRef, RegistryClient } from "./registry.js";
+
+/** The recipe Directory as the key computation reads it. */
+export function directoryContext(dir: Directory): ContextReader {
+  const isFile = (path: string) => dir.exists(path, { expectedType: ExistsType.RegularType });
+  return {
+    async files(source) {
+      const path = source.replace(/\/+$/, "");
+      if (await isFile(path)) return [path];
+      if (!(await dir.exists(path, { expectedType: ExistsType.DirectoryType }))) return [];
+      const found = await dir.glob(`${path}/**`);
+      const files: string[] = [];
+      for (const candidate of found.map((p) => p.replace(/\/+$/, "")).sort()) if (await isFile(candidate)) files.push(candidate);
+      return files;
+    },
+    async read(path) {
+      return Buffer.from(await dir.file(path).contents(), "utf8");
+    },
+  };
+}
+
+export interface CacheOptions {
+  /** Cache registry path, e.g. registry.gitlab.com/group/project/cache. */
+  registry: string;
+  username?: string;
+  password?: Secret;
+  scope: Scope;
+  maxAgeDays: number;
+}
+
+/** Checks the cache inputs every entry point takes; null when no cache registry is given. */
+export function cacheOptions(input: {
+  registry?: string;
+  username?: string;
+  password?: Secret;
+  scope: Scope;
+  maxAgeDays?: number;
+  switch?: string;
+}): CacheOptions | null {
+  checkInputs({ cacheRegistry: input.registry, cacheUsername: input.username, buildCache: input.switch?.toLowerCase() }, ["cacheRegistry", "cacheUsername"]);
+  const state = (input.switch ?? "on").toLowerCase();
+  const maxAgeDays = input.maxAgeDays ?? DEFAULT_MAX_AGE_DAYS;
+  if (!Number.isInteger(maxAgeDays) || maxAgeDays < 0 || maxAgeDays > 365) {
+    throw new InvalidInputError("cache maximum age (days)", String(input.maxAgeDays), ["an integer from 0 to 365"]);
+  }
+  if (state === "off" || !input.registry) return null;
+  return {
+    registry: input.registry.replace(/\/+$/, ""),
+    username: input.username,
+    password: input.password,
+    scope: input.scope,
+    maxAgeDays,
+  };
+}
+
+/** What the build does with the cache this run. */
+export interface CachedBuild {
+  readonly options: CacheOptions | null;
+  /** Null when the cache is used; else why not (switched off, unreadable base, ...). */
+  readonly disabled: string | null;
+  readonly plan: CachePlan | null;
+  readonly warnings: string[];
+  /** BASE_IMAGE by digest, when the manifest pins none and the registry named one. */
+  readonly baseImage?: string;
+  readonly packages: PackagesSource;
+  /** The time written into the entries this run makes. */
+  readonly builtAt: string;
+  client(): Promise<RegistryClient>;
+}
+
+/** A run that does not use the cache. */
+export function noCache(why: string): CachedBuild {
+  return {
+    options: null,
+    disabled: why,
+    plan: null,
+    warnings: [],
+    packages: { kind: "build" },
+    builtAt: new Date().toISOString(),
+    client: () => Promise.reject(new Error("the build cache is off")),
+  };
+}
+
+/** Keys, base digest and lookups for a run; never throws (a failure is a warning and a cold build). */
+export async function prepareCache(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  options: CacheOptions | null,
+  log: Logger,
+): Promise<CachedBuild> {
+  if (!options) return noCache("no cache registry given, or the cache is switched off");
+  let client: Promise<RegistryClient> | undefined;
+  const getClient = () => {
+    client ??= (options.password ? options.password.plaintext() : Promise.resolve(undefined)).then(
+      (password) => new RegistryClient({ username: options.username, password, logger: log }),
+    );
+    return client;
+  };
+  try {
+    const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
+    const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
+    const args = { ...buildArgs(manifest, resolved), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
+    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipe(dockerfiles, resolved)), buildArgs: args, baseDigest });
+    const plan = await planCache({
+      client: await getClient(),
+      registry: options.registry,
+      scope: options.scope,
+      keys,
+      images: resolved.images.map((i) => i.name),
+      maxAgeDays: options.maxAgeDays,
+      log,
+    });
+    const warnings = [plan.packages, ...Object.values(plan.images)].flatMap((r) => r.warnings);
+    return {
+      options,
+      disabled: null,
+      plan,
+      warnings,
+      ...(baseImage ? { baseImage } : {}),
+      packages: plan.packages.hit ? { kind: "cached", ref: plan.packages.entry.ref } : { kind: "build" },
+      builtAt: new Date().toISOString(),
+      client: getClient,
+    };
+  } catch (error) {
+    const why = `build cache not used: ${(error as Error).message}`;
+    log.warn({}, why);
+    return { ...noCache(why), warnings: [why] };
+  }
+}
+
+/** The entry an image is reused from, or null when it is built. */
+export function reusedEntry(cached: CachedBuild, image: string): CacheEntry | null {
+  const result = cached.plan?.images[image];
+  return result?.hit ? result.entry : null;
+}
+
+/** The cache labels a built image carries (its key, scope, build time, parts), or none without a cache. */
+export function cacheLabelsOf(cached: CachedBuild, image: string): Record<string, string> {
+  const key = cached.plan?.keys.images[image];
+  if (!cached.plan || !key) return {};
+  return entryLabels(key.key, cached.plan.scope, cached.builtAt, encodeParts(key.parts));
+}
+
+/** A reused image as a container (pulled by digest), for `build` and `test`. */
+export function reusedContainer(entry: CacheEntry): Container {
+  return dag.container().from(entry.ref);
+}
+
+/**
+ * Puts a reused image under `ref` (a tag reference in the run's registry) by
+ * manifest copy, keeping its digest; returns ref@digest.
+ */
+export async function adopt(cached: CachedBuild, entry: CacheEntry, ref: string): Promise<string> {
+  const target = parseRef(ref);
+  if (!target.tag) throw new Error(`adopt ${entry.ref}: ${ref} has no tag`);
+  return copyAcross(await cached.client(), parseRef(entry.ref), { ...target, tag: target.tag });
+}
+
+/**
+ * Writes the package set this run built as a cache entry: pushed (a small
+ * image of .deb files) with its labels, then named the scope's newest.
+ * Returns the entry's reference, or throws (the caller makes it a warning).
+ */
+export async function writePackages(
+  cached: CachedBuild,
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+): Promise<string> {
+  const plan = cached.plan;
+  if (!plan || !cached.options) throw new Error("the build cache is off");
+  const key = plan.keys.packages;
+  const repository = cacheRepository(plan.registry, "packages");
+  const ref = formatRef({ ...repository, tag: entryTag(key.key, plan.scope) });
+  let container = packagesContainer(dockerfiles, manifest, resolved, cached.baseImage);
+  for (const [name, value] of Object.entries(entryLabels(key.key, plan.scope, cached.builtAt, encodeParts(key.parts)))) {
+    container = container.withLabel(name, value);
+  }
+  if (cached.options.username && cached.options.password) {
+    container = container.withRegistryAuth(repository.registry, cached.options.username, cached.options.password);
+  }
+  const pushed = await container.publish(ref);
+  const digest = parseRef(pushed).digest as string;
+  await copyAcross(await cached.client(), { ...repository, digest }, { ...repository, tag: newestTag(plan.scope) });
+  return `${formatRef(repository)}@${digest}`;
+}
+
+/** The scope's label, for reports. */
+export function scopeName(cached: CachedBuild): string | null {
+  return cached.plan ? scopeLabel(cached.plan.scope) : null;
+}
