@@ -57,6 +57,7 @@ export interface RunningRegistry {
 }
 
 export type RegistryAuth =
+  | { kind: "none" }
   | { kind: "htpasswd"; users: User[] }
   | { kind: "token"; realm: string; service: string; issuer: string; certFile: string };
 
@@ -65,7 +66,9 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
   const dir = mkdtempSync(join(tmpdir(), "slinky-registry-"));
   const port = await freePort();
   let authYaml: string;
-  if (auth.kind === "htpasswd") {
+  if (auth.kind === "none") {
+    authYaml = "";
+  } else if (auth.kind === "htpasswd") {
     const file = join(dir, "htpasswd");
     auth.users.forEach((user, index) => {
       // -i: the password comes on stdin, never on a command line.
@@ -91,8 +94,7 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
     "http:",
     `  addr: 127.0.0.1:${port}`,
     `  secret: ${randomBytes(16).toString("hex")}`,
-    "auth:",
-    authYaml,
+    ...(authYaml ? ["auth:", authYaml] : []),
   ].join("\n");
   const configFile = join(dir, "config.yml");
   writeFileSync(configFile, config);

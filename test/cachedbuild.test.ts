@@ -1,0 +1,106 @@
+import { dag } from "@dagger.io/dagger";
+import { describe, expect, it } from "vitest";
+import { CACHE_LABELS, scopeOf } from "../src/cache.js";
+import { cacheLabelsOf, cacheOptions, noCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { renderMarkdown, type Report } from "../src/report.js";
+import { queryOf } from "./support/dagger.js";
+
+const scope = scopeOf("main", "main");
+
+describe("cacheOptions: the cache inputs every entry point takes", () => {
+  it("refuses a switch other than on or off, and a maximum age outside 0..365, naming the valid values", () => {
+    expect(() => cacheOptions({ switch: "yes", registry: "r.example/p/cache", scope })).toThrow(
+      /unknown build cache switch "yes": valid values are on, off/,
+    );
+    expect(() => cacheOptions({ registry: "r.example/p/cache", scope, maxAgeDays: -1 })).toThrow(/an integer from 0 to 365/);
+    expect(() => cacheOptions({ registry: "R.example/p", scope })).toThrow(/registry/);
+  });
+
+  it("is off without a registry or when switched off; on otherwise, with the 7-day default", () => {
+    expect(cacheOptions({ scope })).toBeNull();
+    expect(cacheOptions({ switch: "off", registry: "r.example/p/cache", scope })).toBeNull();
+    expect(cacheOptions({ switch: "OFF", registry: "r.example/p/cache", scope })).toBeNull();
+    expect(cacheOptions({ registry: "r.example/p/cache/", scope })).toMatchObject({ registry: "r.example/p/cache", maxAgeDays: 7 });
+  });
+});
+
+describe("a run without the cache", () => {
+  it("builds everything, adds no labels, and says why", () => {
+    const cached = noCache("switched off");
+    expect(reusedEntry(cached, "slurmd")).toBeNull();
+    expect(cacheLabelsOf(cached, "slurmd")).toEqual({});
+    expect(cached.packages).toEqual({ kind: "build" });
+    expect(cached.disabled).toBe("switched off");
+  });
+
+  it("a reused image is the entry pulled by digest", () => {
+    const ref = `r.example/p/cache/slurmd@sha256:${"d".repeat(64)}`;
+    const query = queryOf(reusedContainer({ ref, digest: "", tag: "", scope: "default", built: "" }));
+    expect(query.map((s) => s.operation)).toEqual(["container", "from"]);
+    expect(query[1]!.args).toEqual({ address: ref });
+  });
+});
+
+describe("the report's build-cache section", () => {
+  const report = (cache: Report["cache"]): Report => ({
+    schemaVersion: 1,
+    ok: true,
+    mode: "publish",
+    summary: "s",
+    context: { branch: "f", commitSha: "0123abcd", defaultBranch: "main", pipelineSource: "push", registry: "r", slurmVersion: "25.11", flavor: "debian13", group: "core" },
+    tags: null,
+    images: [],
+    promotion: null,
+    ...(cache ? { cache } : {}),
+    errors: [],
+    startedAt: "",
+    finishedAt: "",
+    durationMs: 0,
+  });
+
+  it("lists per image reused (from where) or built (which input changed), the package set's hit, times and warnings", () => {
+    const md = renderMarkdown(
+      report({
+        used: true,
+        disabled: null,
+        registry: "r.example/p/cache",
+        scope: "branch:f",
+        maxAgeDays: 7,
+        lookupMs: 1200,
+        writeMs: 300,
+        packages: { key: "a".repeat(64), hit: true, from: "r.example/p/cache/packages@sha256:1", reason: null, changed: null, written: null },
+        images: [
+          { image: "slurmd", key: "b".repeat(64), reused: true, from: "r.example/p/cache/slurmd@sha256:2", reason: null, changed: null, written: null },
+          {
+            image: "login",
+            key: "c".repeat(64),
+            reused: false,
+            from: null,
+            reason: "no entry x-d",
+            changed: ["file:rootfs/usr/local/bin/login-entrypoint.sh"],
+            written: "r.example/p/cache/login:c-b-f@sha256:3",
+          },
+        ],
+        warnings: ["cache entry r.example/p/cache/sackd:x-d: malformed; rebuilding"],
+      }),
+    );
+    expect(md).toContain("## Build cache");
+    expect(md).toContain("| package set | `aaaaaaaaaaaa` | hit | `r.example/p/cache/packages@sha256:1` |");
+    expect(md).toContain("| slurmd | `bbbbbbbbbbbb` | reused | `r.example/p/cache/slurmd@sha256:2` |");
+    expect(md).toContain("| login | `cccccccccccc` | built | changed: file:rootfs/usr/local/bin/login-entrypoint.sh |");
+    expect(md).toContain("- Lookup 1.2 s, writes 0.3 s");
+    expect(md).toContain("- cache entry r.example/p/cache/sackd:x-d: malformed; rebuilding");
+  });
+
+  it("says when the cache was not used", () => {
+    const md = renderMarkdown(
+      report({ used: false, disabled: "switched off", registry: null, scope: null, maxAgeDays: null, lookupMs: 0, writeMs: 0, packages: null, images: [], warnings: [] }),
+    );
+    expect(md).toContain("Not used: switched off");
+    expect(renderMarkdown(report(undefined))).not.toContain("Build cache");
+  });
+
+  it("names the cache labels", () => {
+    expect(Object.values(CACHE_LABELS).every((l) => l.startsWith("org.slinky-containers.cache."))).toBe(true);
+  });
+});
