@@ -104,3 +104,17 @@ describe("the package set in the images' build context", () => {
     for (const layer of layers) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
   });
 });
+
+describe("a built image's cache labels", () => {
+  it("come after the plan's labels, so the cache entry carries its key and scope", () => {
+    const manifest = loadManifest();
+    const resolved = resolve(manifest, { flavor: "debian13", image: "login" });
+    const query = queryOf(
+      imageContainer(dag.directory(), manifest, resolved, imageSpec("login"), {
+        extraLabels: { "org.slinky-containers.cache.key": "k", "org.slinky-containers.cache.scope": "default" },
+      }),
+    );
+    const labels = query.filter((s) => s.operation === "withLabel").map((s) => s.args!.name);
+    expect(labels.slice(-2)).toEqual(["org.slinky-containers.cache.key", "org.slinky-containers.cache.scope"]);
+  });
+});
