@@ -28,19 +28,23 @@ import { buildArgs, type Resolved } from "./plan.js";
 import { copyAcross } from "./cache.js";
 import { formatRef, parseRef, RegistryClient } from "./registry.js";
 
-/** The recipe Directory as the key computation reads it. */
+/**
+ * The recipe Directory as the key computation reads it. Walks with `entries`
+ * and `exists` (whose answers are the same across engine versions; `glob`'s
+ * have not been), a path at a time.
+ */
 export function directoryContext(dir: Directory): ContextReader {
   const isFile = (path: string) => dir.exists(path, { expectedType: ExistsType.RegularType });
+  const isDir = (path: string) => dir.exists(path, { expectedType: ExistsType.DirectoryType });
+  const walk = async (path: string, depth: number): Promise<string[]> => {
+    if (await isFile(path)) return [path];
+    if (depth > 16 || !(await isDir(path))) return [];
+    const names = (await dir.entries({ path })).map((name) => name.replace(/\/+$/, "")).sort();
+    const nested = await Promise.all(names.map((name) => walk(`${path}/${name}`, depth + 1)));
+    return nested.flat();
+  };
   return {
-    async files(source) {
-      const path = source.replace(/\/+$/, "");
-      if (await isFile(path)) return [path];
-      if (!(await dir.exists(path, { expectedType: ExistsType.DirectoryType }))) return [];
-      const found = await dir.glob(`${path}/**`);
-      const files: string[] = [];
-      for (const candidate of found.map((p) => p.replace(/\/+$/, "")).sort()) if (await isFile(candidate)) files.push(candidate);
-      return files;
-    },
+    files: (source) => walk(source.replace(/\/+$/, ""), 0),
     async read(path) {
       return Buffer.from(await dir.file(path).contents(), "utf8");
     },
