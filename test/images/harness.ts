@@ -78,6 +78,8 @@ export function run(cmd: string, args: readonly string[], options: RunOptions): 
       log?.end();
       resolve({ code, stdout, stderr, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
     });
+    // A command that exits without reading its input must not fail the caller (EPIPE).
+    child.stdin.on("error", () => undefined);
     child.stdin.end(options.input ?? "");
   });
 }
