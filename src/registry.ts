@@ -326,6 +326,8 @@ export class RegistryClient {
   private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
   /** HTTP requests sent (registry and token service), for figures and tests. */
   requests = 0;
+  /** How transient failures are retried (what promotion's rollback retries with, too). */
+  readonly retryPolicy: { retries: number; minBackoffMs: number; maxBackoffMs: number };
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
@@ -334,6 +336,11 @@ export class RegistryClient {
     registerSecret(this.password);
     this.log = options.logger ?? silentLogger();
     this.limit = pLimit(options.concurrency ?? 6);
+    this.retryPolicy = {
+      retries: options.retries ?? 4,
+      minBackoffMs: options.minBackoffMs ?? 500,
+      maxBackoffMs: options.maxBackoffMs ?? 8000,
+    };
   }
 
   // ---- public API -------------------------------------------------------
@@ -380,10 +387,11 @@ export class RegistryClient {
   }
 
   /** PUT manifest bytes under a tag (or digest) with their media type; returns the digest. */
-  async putManifest(ref: string | ImageRef, bytes: Buffer, mediaType: string): Promise<string> {
+  async putManifest(ref: string | ImageRef, bytes: Buffer, mediaType: string, options: { once?: boolean } = {}): Promise<string> {
     const r = toRef(ref);
     const digest = digestOf(bytes);
-    const res = await this.send({
+    // once: a single attempt, for callers that check the registry before each retry themselves.
+    const res = await (options.once ? this.sendOnce.bind(this) : this.send.bind(this))({
       operation: "put manifest",
       ref: r,
       method: "PUT",
@@ -600,9 +608,9 @@ export class RegistryClient {
   private async retrying<T>(operation: string, ref: ImageRef, fn: () => Promise<T>): Promise<T> {
     const maxRetryAfter = this.options.maxRetryAfterMs ?? 60_000;
     return pRetry(fn, {
-      retries: this.options.retries ?? 4,
-      minTimeout: this.options.minBackoffMs ?? 500,
-      maxTimeout: this.options.maxBackoffMs ?? 8000,
+      retries: this.retryPolicy.retries,
+      minTimeout: this.retryPolicy.minBackoffMs,
+      maxTimeout: this.retryPolicy.maxBackoffMs,
       factor: 2,
       randomize: true,
       shouldRetry: ({ error }) => error instanceof RegistryError && error.transient,

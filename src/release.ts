@@ -13,8 +13,8 @@
  */
 import pLimit from "p-limit";
 import { silentLogger, type Logger } from "./log.js";
-import { formatRef, parseRef, type RegistryClient } from "./registry.js";
-import { imageRow, type ImageReport, type PromotionResult, type Report, type RunContext, type TagMove } from "./report.js";
+import { formatRef, parseRef, type RegistryClient, RegistryError } from "./registry.js";
+import { imageRow, type ImageReport, type ProductionTag, type PromotionResult, type Report, type RunContext, type TagMove } from "./report.js";
 import { type BranchTags, branchTags, refSlug } from "./tags.js";
 
 /** Pushes one image to `ref` (a tag reference) and returns `ref@sha256:...`. */
@@ -115,19 +115,78 @@ export interface PromoteOptions {
   branch: string;
   defaultBranch: string;
   client: RegistryClient;
+  /** Checks run at once before any move (moves themselves go one at a time). */
   concurrency?: number;
+  /**
+   * After the last move and its read-back, wait this long and read every
+   * production tag again (default 2000 ms): a concurrent writer's request
+   * still in flight lands in between and is caught as a conflict.
+   */
+  settleMs?: number;
   log?: Logger;
 }
 
-function emptyPromotion(attempted: boolean, reason: string): PromotionResult {
-  return { attempted, promoted: false, reason, moved: [], unchanged: [], rolledBack: [], notRestored: [], failed: [] };
+function emptyPromotion(attempted: boolean, outcome: PromotionResult["outcome"], reason: string): PromotionResult {
+  return {
+    attempted,
+    promoted: false,
+    outcome,
+    reason,
+    moved: [],
+    unchanged: [],
+    rolledBack: [],
+    notRestored: [],
+    failed: [],
+    conflicts: [],
+    tags: [],
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Rounds of a restore or a last read-back, each of whose requests the client
+ * already retries with its policy (retries, backoff): bounded, so that a
+ * registry that stays down ends the run in minutes.
+ */
+const ROUNDS = 3;
+
+/** Another writer changed a production tag: never retried. */
+class ConflictError extends Error {
+  constructor(
+    readonly ref: string,
+    readonly expected: string | null,
+    readonly found: string | null,
+  ) {
+    super(`${ref} holds ${found ?? "nothing"}, this run expected ${expected ?? "nothing"}: another writer changed it`);
+    this.name = "ConflictError";
+  }
+}
+
+interface Step {
+  image: string;
+  /** This run's digest. */
+  digest: string;
+  ref: string;
+  /** The production tag's digest read before any move; null when absent. */
+  previous: string | null;
 }
 
 /**
  * Move the production tag of every image to this run's digest, or none of
- * them. Checks first (each digest fetched by digest and hashed, each commit
- * tag read back); then copies manifests; if any copy fails, puts the tags
- * already moved back where they were.
+ * them; the outcome is what the registry holds, read back.
+ *
+ * 1. Check everything first: each digest fetched by digest and hashed, each
+ *    commit tag read back, each production tag's digest recorded.
+ * 2. Move one tag at a time; before each move, read the tag and compare it
+ *    with the digest recorded (another writer: conflict, stop). A move that
+ *    fails in any way may have reached the registry: it counts as possibly
+ *    moved from then on.
+ * 3. After the last move read every production tag back: all on this run's
+ *    digests, or a conflict.
+ * 4. On any failure or conflict, restore every tag possibly moved (each
+ *    restore judged by reading the tag, retried with the client's policy),
+ *    then read every production tag back and report where each points now.
  */
 export async function promote(options: PromoteOptions): Promise<PromotionResult> {
   const log = options.log ?? silentLogger();
@@ -135,11 +194,12 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
   if (!options.productionTag || options.branch !== options.defaultBranch) {
     return emptyPromotion(
       false,
+      "not-attempted",
       `branch ${JSON.stringify(options.branch)} is not the default branch ${JSON.stringify(options.defaultBranch)}: production tags untouched`,
     );
   }
   const productionTag = options.productionTag;
-  const result = emptyPromotion(true, "");
+  const result = emptyPromotion(true, "refused", "");
   const byImage = new Map(options.published.map((p) => [p.image, p]));
   for (const image of options.images) {
     const p = byImage.get(image);
@@ -155,14 +215,8 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
     return result;
   }
 
-  // 1. Verify everything before touching anything.
+  // 1. Verify everything before touching anything; record the production digests.
   const limit = pLimit(options.concurrency ?? 4);
-  interface Step {
-    image: string;
-    digest: string;
-    ref: string;
-    previous: string | null;
-  }
   const checks = await Promise.all(
     options.images.map((image) =>
       limit(async (): Promise<Step | { image: string; error: string }> => {
@@ -192,32 +246,79 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
   if (result.failed.length > 0) {
     result.reason = `verification failed for ${result.failed.map((f) => f.image).join(", ")}: no production tag moved`;
     log.error({ failed: result.failed }, "promotion refused");
+    // Nothing was touched: every production tag is where it was; read the ones the checks could not.
+    result.tags = await Promise.all(
+      options.images.map((image) =>
+        limit(async (): Promise<ProductionTag> => {
+          const checked = steps.find((s) => s.image === image);
+          const ref = formatRef({ ...repoOf(options.registry, image), tag: productionTag });
+          const wanted = byImage.get(image)?.digest as string;
+          if (checked) return { image, ref, old: checked.previous, new: wanted, now: checked.previous, state: "old" };
+          try {
+            const now = await retried(client, async () => (await client.headManifest(ref))?.digest ?? null);
+            return { image, ref, old: now, new: wanted, now, state: "old" };
+          } catch {
+            return { image, ref, old: null, new: wanted, now: null, state: "unknown" };
+          }
+        }),
+      ),
+    );
     return result;
   }
 
-  // 2. Move, then roll back on any failure.
-  const outcomes = await Promise.all(
-    steps.map((s) =>
-      limit(async () => {
-        const move: TagMove = { image: s.image, ref: s.ref, from: s.previous, to: s.digest };
-        if (s.previous === s.digest) return { move, state: "unchanged" as const };
-        try {
-          const repo = repoOf(options.registry, s.image);
-          await client.copyManifest({ ...repo, digest: s.digest }, productionTag);
-          return { move, state: "moved" as const };
-        } catch (error) {
-          return { move, state: "failed" as const, error: message(error) };
-        }
-      }),
-    ),
-  );
-  for (const o of outcomes) {
-    if (o.state === "unchanged") result.unchanged.push(o.move);
-    else if (o.state === "moved") result.moved.push(o.move);
-    else result.failed.push({ image: o.move.image, error: o.error ?? "failed" });
+  const read = async (s: Step): Promise<string | null> =>
+    (await client.headManifest({ ...repoOf(options.registry, s.image), tag: productionTag }))?.digest ?? null;
+  const conflict = (error: ConflictError, image: string) => {
+    result.conflicts.push({ image, ref: error.ref, expected: error.expected, found: error.found });
+    log.error({ ref: error.ref, expected: error.expected, found: error.found }, "conflict: another writer changed a production tag");
+  };
+
+  // 2. Move one tag at a time. Every write attempt is preceded by a read of the tag
+  //    (the recorded digest, or this run's own after an attempt whose answer was
+  //    lost); anything else is another writer.
+  const touched: Step[] = [];
+  let stopped = false;
+  for (const s of steps) {
+    const move: TagMove = { image: s.image, ref: s.ref, from: s.previous, to: s.digest };
+    try {
+      if (s.previous === s.digest) {
+        const now = await read(s);
+        if (now !== s.previous) throw new ConflictError(s.ref, s.previous, now);
+        result.unchanged.push(move);
+        continue;
+      }
+      await moveTag(options, s, productionTag, read, () => {
+        if (!touched.includes(s)) touched.push(s); // from here on the outcome may be unknown
+      });
+      result.moved.push(move);
+    } catch (error) {
+      if (error instanceof ConflictError) conflict(error, s.image);
+      else result.failed.push({ image: s.image, error: message(error) });
+      stopped = true;
+      break;
+    }
   }
-  if (result.failed.length === 0) {
+
+  // 3. After the last move: every production tag must hold this run's digest, now
+  //    and once more after a pause (a concurrent writer's request in flight lands).
+  for (const pause of [0, options.settleMs ?? 2000]) {
+    if (stopped) break;
+    if (pause > 0) await sleep(pause);
+    for (const s of steps) {
+      try {
+        const now = await read(s);
+        if (now !== s.digest) throw new ConflictError(s.ref, s.digest, now);
+      } catch (error) {
+        if (error instanceof ConflictError) conflict(error, s.image);
+        else result.failed.push({ image: s.image, error: `could not read the production tag back: ${message(error)}` });
+        stopped = true;
+      }
+    }
+  }
+  if (!stopped) {
     result.promoted = true;
+    result.outcome = "promoted";
+    result.tags = steps.map((s) => ({ image: s.image, ref: s.ref, old: s.previous, new: s.digest, now: s.digest, state: "new" as const }));
     result.reason =
       result.moved.length > 0
         ? `${result.moved.length} production tags moved, ${result.unchanged.length} already in place`
@@ -225,31 +326,175 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
     log.info({ moved: result.moved.length, unchanged: result.unchanged.length }, "promoted");
     return result;
   }
-  log.error({ failed: result.failed }, "promotion failed; rolling back");
-  for (const m of result.moved) {
-    const repo = repoOf(options.registry, m.image);
-    try {
-      if (m.from) {
-        await client.copyManifest({ ...repo, digest: m.from }, productionTag);
-        result.rolledBack.push({ ...m, from: m.to, to: m.from });
-      } else if ((await client.deleteTag({ ...repo, tag: productionTag })) === "deleted") {
-        result.rolledBack.push({ ...m, from: m.to, to: null });
-      } else {
-        result.notRestored.push({
-          ...m,
-          why: "the tag did not exist before and this registry cannot delete a tag alone (deleting by digest would remove the commit tags too)",
-        });
-      }
-    } catch (error) {
-      result.notRestored.push({ ...m, why: `rollback failed: ${message(error)}` });
-    }
-  }
+
+  // 4. Restore every tag possibly moved, then read every production tag back.
+  log.error({ failed: result.failed, conflicts: result.conflicts }, "promotion stopped; restoring the production tags it may have moved");
+  const moved = result.moved;
   result.moved = [];
+  const whyNot = new Map<string, string>();
+  for (const s of touched) {
+    const why = await restore(options, s, productionTag, read, log);
+    if (why) whyNot.set(s.image, why);
+  }
+  const finals = await Promise.all(
+    steps.map((s) =>
+      limit(async () => {
+        try {
+          return { s, now: await retried(client, () => read(s)), readable: true };
+        } catch {
+          return { s, now: null, readable: false };
+        }
+      }),
+    ),
+  );
+  const touchedImages = new Set(touched.map((s) => s.image));
+  for (const { s, now, readable } of finals) {
+    const state: ProductionTag["state"] = !readable
+      ? "unknown"
+      : now === s.previous
+        ? "old"
+        : now === s.digest
+          ? "new"
+          : "other";
+    result.tags.push({ image: s.image, ref: s.ref, old: s.previous, new: s.digest, now: readable ? now : null, state });
+    const back: TagMove = { image: s.image, ref: s.ref, from: s.digest, to: s.previous };
+    if (state === "old") {
+      if (touchedImages.has(s.image)) result.rolledBack.push(back);
+      continue;
+    }
+    if (state === "other") {
+      // Another writer's digest: not this run's to restore; reported as a conflict.
+      if (!result.conflicts.some((c) => c.image === s.image)) {
+        result.conflicts.push({ image: s.image, ref: s.ref, expected: s.previous, found: now });
+      }
+      continue;
+    }
+    // Still on this run's digest, or unknown, on a tag this run may have moved.
+    result.notRestored.push({
+      image: s.image,
+      ref: s.ref,
+      from: s.previous,
+      to: state === "unknown" ? null : now,
+      why:
+        state === "unknown"
+          ? `its digest could not be read back after retries${whyNot.has(s.image) ? ` (${whyNot.get(s.image)})` : ""}: check it by hand`
+          : (whyNot.get(s.image) ?? "still on this run's digest after the rollback"),
+    });
+  }
+  if (moved.length > 0) log.info({ rolledBack: result.rolledBack.length, notRestored: result.notRestored.length }, "rollback done");
+
+  const failedNames = result.failed.map((f) => f.image);
+  const cause =
+    result.conflicts.length > 0
+      ? `conflict: another writer changed ${result.conflicts.map((c) => c.ref).join(", ")} during the promotion`
+      : `moving the production tag failed for ${failedNames.join(", ")}`;
+  const old = result.tags.filter((t) => t.state === "old").length;
+  result.outcome = result.notRestored.length > 0 ? "not-restored" : result.conflicts.length > 0 ? "conflict" : "rolled-back";
   result.reason =
-    `moving the production tag failed for ${result.failed.map((f) => f.image).join(", ")}; ` +
-    `${result.rolledBack.length} tags rolled back` +
+    `${cause}; ${result.rolledBack.length} tags rolled back, ${old} of ${steps.length} production tags on their old digests` +
     (result.notRestored.length > 0 ? `, ${result.notRestored.length} could NOT be restored` : "");
   return result;
+}
+
+/** `fn` retried on any error with the client's policy (for reads whose failure would leave the outcome unknown). */
+async function retried<T>(client: RegistryClient, fn: () => Promise<T>): Promise<T> {
+  const { minBackoffMs, maxBackoffMs } = client.retryPolicy;
+  let last: unknown;
+  for (let attempt = 0; attempt < ROUNDS; attempt++) {
+    if (attempt > 0) await sleep(Math.min(maxBackoffMs, minBackoffMs * 2 ** (attempt - 1)));
+    try {
+      return await fn();
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw last;
+}
+
+/**
+ * Point one production tag at this run's digest: the manifest fetched by
+ * digest once, then write attempts with the client's retry policy, each
+ * preceded by a read of the tag (it must hold the recorded digest, or this
+ * run's own after an attempt whose answer was lost) and followed by a read
+ * back. `touching` is called before the first write.
+ */
+async function moveTag(
+  options: PromoteOptions,
+  s: Step,
+  productionTag: string,
+  read: (s: Step) => Promise<string | null>,
+  touching: () => void,
+): Promise<void> {
+  const { client } = options;
+  const repo = repoOf(options.registry, s.image);
+  const target = { ...repo, tag: productionTag };
+  const source = await client.getManifest({ ...repo, digest: s.digest });
+  const { retries, minBackoffMs, maxBackoffMs } = client.retryPolicy;
+  let written = false;
+  for (let attempt = 0; ; attempt++) {
+    const now = await read(s);
+    if (now !== s.previous && !(written && now === s.digest)) throw new ConflictError(s.ref, s.previous, now);
+    touching();
+    written = true;
+    try {
+      await client.putManifest(target, source.bytes, source.mediaType, { once: true });
+    } catch (error) {
+      const transient = error instanceof RegistryError && error.transient;
+      if (!transient || attempt >= retries) throw error;
+      const backoff = Math.min(maxBackoffMs, minBackoffMs * 2 ** attempt) * (1 + Math.random());
+      await sleep(Math.max(backoff, Math.min(error.retryAfterMs ?? 0, 60_000)));
+      continue;
+    }
+    const back = await client.getManifest(target);
+    if (back.digest !== s.digest) throw new ConflictError(s.ref, s.digest, back.digest);
+    return;
+  }
+}
+
+/**
+ * Put one production tag back on its old digest, judged by reading the tag,
+ * never by a write's answer (a write may be applied with its answer lost).
+ * Attempts follow the client's retry policy. Returns why it is not back, or
+ * null when it was read back on its old digest. Another writer's digest is
+ * left alone.
+ */
+async function restore(
+  options: PromoteOptions,
+  s: Step,
+  productionTag: string,
+  read: (s: Step) => Promise<string | null>,
+  log: Logger,
+): Promise<string | null> {
+  const { client } = options;
+  const repo = repoOf(options.registry, s.image);
+  const { minBackoffMs, maxBackoffMs } = client.retryPolicy;
+  let why = "rollback not attempted";
+  for (let attempt = 0; attempt < ROUNDS; attempt++) {
+    if (attempt > 0) await sleep(Math.min(maxBackoffMs, minBackoffMs * 2 ** (attempt - 1)));
+    let now: string | null | undefined;
+    try {
+      now = await read(s);
+    } catch (error) {
+      now = undefined; // unknown: restore anyway, this run may have moved it
+      why = `read before restoring failed: ${message(error)}`;
+    }
+    if (now === s.previous) return null;
+    if (now !== undefined && now !== s.digest) return "another writer's digest is on it now: this run left it alone";
+    try {
+      if (s.previous) {
+        await client.copyManifest({ ...repo, digest: s.previous }, productionTag);
+        return null;
+      }
+      if ((await client.deleteTag({ ...repo, tag: productionTag })) === "unsupported") {
+        return "the tag did not exist before and this registry cannot delete a tag alone (deleting by digest would remove the commit tags too)";
+      }
+      return null;
+    } catch (error) {
+      why = `rollback failed: ${message(error)}`;
+      log.warn({ ref: s.ref, attempt: attempt + 1, err: why }, "restoring a production tag failed; reading it again");
+    }
+  }
+  return why;
 }
 
 /** Builds and smoke-tests one image; throws on failure. */
@@ -269,6 +514,8 @@ export interface CiOptions {
   promote?: boolean;
   /** Point the branch -latest tags at this run's digests (default true). */
   moveBranchLatest?: boolean;
+  /** Promotion's pause before its last read-back (default 2000 ms, see PromoteOptions). */
+  settleMs?: number;
   concurrency?: number;
   log?: Logger;
 }
@@ -400,6 +647,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
       defaultBranch: c.defaultBranch,
       client,
       concurrency: options.concurrency ?? 4,
+      ...(options.settleMs !== undefined ? { settleMs: options.settleMs } : {}),
       log,
     });
     if (promotion.promoted) {
@@ -412,6 +660,10 @@ export async function runCi(options: CiOptions): Promise<Report> {
       for (const f of promotion.failed) {
         const row = rows.get(f.image) as ImageReport;
         row.error ??= `promotion failed: ${f.error}`;
+      }
+      for (const c of promotion.conflicts) {
+        const row = rows.get(c.image) as ImageReport;
+        row.error ??= `promotion stopped: conflict: ${c.ref} holds ${c.found ?? "nothing"}, this run expected ${c.expected ?? "nothing"}`;
       }
     }
   }

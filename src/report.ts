@@ -15,20 +15,63 @@ export interface TagMove {
   to: string | null;
 }
 
+/** Where a production tag points after the run, read back from the registry. */
+export type TagState =
+  /** On the digest it held before the run (absent, if it did not exist). */
+  | "old"
+  /** On this run's digest. */
+  | "new"
+  /** On a digest neither this run nor the state before it had: another writer. */
+  | "other"
+  /** Could not be read back, after retries. */
+  | "unknown";
+
+/** One production tag of the run: before, wanted, and now (as read back). */
+export interface ProductionTag {
+  image: string;
+  ref: string;
+  /** Digest before the run; null when the tag did not exist. */
+  old: string | null;
+  /** This run's digest. */
+  new: string;
+  /** Digest read back at the end; null when absent or unknown (see state). */
+  now: string | null;
+  state: TagState;
+}
+
+export type PromotionOutcome =
+  /** Every production tag points at this run's digest. */
+  | "promoted"
+  /** Promotion did not apply (not the default branch). */
+  | "not-attempted"
+  /** Refused before any tag was touched (an image failed, or its check did). */
+  | "refused"
+  /** A move failed; every production tag is back on (or still on) its old digest. */
+  | "rolled-back"
+  /** Another writer changed a production tag meanwhile; this run restored what it moved. */
+  | "conflict"
+  /** Some production tag is not on its old digest, or could not be read: see notRestored. */
+  | "not-restored";
+
 export interface PromotionResult {
   /** False when promotion did not apply (not the default branch, or nothing pushed). */
   attempted: boolean;
-  /** True when every production tag now points at this run's digest. */
+  /** True only when every production tag was read back on this run's digest. */
   promoted: boolean;
+  outcome: PromotionOutcome;
   reason: string;
   moved: TagMove[];
   /** Already at this run's digest (a re-run of the same commit). */
   unchanged: TagMove[];
-  /** Moved, then put back after a later failure. */
+  /** Possibly moved, then read back on its old digest. */
   rolledBack: TagMove[];
-  /** Moved and could not be put back: these need a hand. */
+  /** Not read back on its old digest after the rollback: these need a hand. */
   notRestored: (TagMove & { why: string })[];
   failed: { image: string; error: string }[];
+  /** Production tags another writer changed while this run promoted: what this run expected, what it found. */
+  conflicts: { image: string; ref: string; expected: string | null; found: string | null }[];
+  /** Every production tag of the run, read back after the promotion (and rollback). */
+  tags: ProductionTag[];
 }
 
 export interface ImageReport {
@@ -190,7 +233,7 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
   }
   const p = report.promotion;
   if (p) {
-    lines.push("", "## Promotion", "", `${p.promoted ? "Promoted" : "Not promoted"}: ${p.reason}`);
+    lines.push("", "## Promotion", "", `${p.promoted ? "Promoted" : `Not promoted (${p.outcome ?? "failed"})`}: ${p.reason}`);
     const moves = (title: string, list: TagMove[]) => {
       if (list.length === 0) return;
       lines.push("", `${title}:`);
@@ -201,7 +244,16 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
     moves("Rolled back", p.rolledBack);
     if (p.notRestored.length > 0) {
       lines.push("", "NOT restored (fix by hand):");
-      for (const m of p.notRestored) lines.push(`- \`${m.ref}\` left at ${m.to}: ${cell(m.why)}`);
+      for (const m of p.notRestored) lines.push(`- \`${m.ref}\` left at ${m.to ?? "(unknown)"}: ${cell(m.why)}`);
+    }
+    if ((p.conflicts ?? []).length > 0) {
+      lines.push("", "Conflict (another writer changed these production tags during the run):");
+      for (const c of p.conflicts) lines.push(`- \`${c.ref}\`: expected ${c.expected ?? "(absent)"}, found ${c.found ?? "(absent)"}`);
+    }
+    if ((p.tags ?? []).length > 0 && p.attempted) {
+      lines.push("", "| production tag | now | digest now | before | this run |", "|---|---|---|---|---|");
+      const short = (d: string | null) => (d ? `\`${d.slice(0, 19)}\`` : "-");
+      for (const t of p.tags) lines.push(`| \`${cell(t.ref)}\` | ${t.state} | ${short(t.now)} | ${short(t.old)} | ${short(t.new)} |`);
     }
   }
   if (report.cache) lines.push("", ...renderCache(report.cache));

@@ -32,12 +32,18 @@ function sample(): Report {
     promotion: {
       attempted: true,
       promoted: false,
+      outcome: "rolled-back",
       reason: "moving the production tag failed for login; 1 tags rolled back",
       moved: [],
       unchanged: [],
       rolledBack: [{ image: "slurmd", ref: `${R}/slurmd:25.11-ubuntu24.04-latest`, from: D1, to: D0 }],
       notRestored: [],
       failed: [{ image: "login", error: "answered 500" }],
+      conflicts: [],
+      tags: [
+        { image: "slurmd", ref: `${R}/slurmd:25.11-ubuntu24.04-latest`, old: D0, new: D1, now: D0, state: "old" },
+        { image: "login", ref: `${R}/login:25.11-ubuntu24.04-latest`, old: D0, new: D1, now: D0, state: "old" },
+      ],
     },
     errors: [],
     startedAt: "2026-01-01T00:00:00.000Z",
@@ -60,7 +66,7 @@ describe("report rendering", () => {
     expect(md).toMatch(/^# slinky-containers run: FAILED/);
     expect(md).toContain("| slurmd | yes | yes | `sha256:111111111111` | 300.0 MiB | 61.0 s | 4.2 s | no |");
     expect(md).toContain(`- \`${R}/slurmd:25.11-ubuntu24.04-main-latest\` -> \`${D1}\``);
-    expect(md).toMatch(/## Promotion\n\nNot promoted: moving the production tag failed for login/);
+    expect(md).toMatch(/## Promotion\n\nNot promoted \(rolled-back\): moving the production tag failed for login/);
     expect(md).toContain(`Rolled back:\n- \`${R}/slurmd:25.11-ubuntu24.04-latest\`: ${D1} -> ${D0}`);
     expect(md).toMatch(/## Failures\n\n- login: push blob x: authentication failed/);
   });

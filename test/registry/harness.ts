@@ -279,8 +279,14 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
 // ---- fault-injecting proxy ---------------------------------------------
 
 export type FaultAction =
+  /** Answer this status instead of the registry (the request never reaches it). */
   | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
-  | { kind: "reset" };
+  /** Reset the connection before the registry sees the request. */
+  | { kind: "reset" }
+  /** Let the registry apply the request and answer, then reset the connection: the answer is lost. */
+  | { kind: "reset-after" }
+  /** Forward the request after a delay. */
+  | { kind: "delay"; ms: number };
 
 export interface Fault {
   /** Which requests: method and a test on the path (with query). */
@@ -296,8 +302,10 @@ export interface Fault {
 export interface ProxiedRequest {
   method: string;
   path: string;
-  /** Status sent to the client, or "reset". */
-  outcome: number | "reset";
+  /** Status sent to the client, "reset" (before the registry), or "reset-after" (the registry answered `status`). */
+  outcome: number | "reset" | "reset-after";
+  /** What the registry answered, when the request reached it. */
+  status?: number;
   at: number;
 }
 
@@ -305,6 +313,8 @@ export interface FaultProxy {
   host: string;
   port: number;
   faults: Fault[];
+  /** Consulted for requests no fault matched (randomized faults); undefined lets the request through. */
+  chaos?: ((req: { method: string; path: string }) => FaultAction | undefined) | undefined;
   requests: ProxiedRequest[];
   stop(): Promise<void>;
 }
@@ -339,35 +349,49 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const record: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", outcome: 0, at: Date.now() };
     proxy.requests.push(record);
-    const fault = pick(req);
-    if (fault?.action.kind === "reset") {
+    const action = pick(req)?.action ?? proxy.chaos?.({ method: record.method, path: record.path });
+    if (action?.kind === "reset") {
       record.outcome = "reset";
       req.resume();
       req.socket.resetAndDestroy();
       return;
     }
-    if (fault?.action.kind === "status") {
-      const { status, headers, body } = fault.action;
+    if (action?.kind === "status") {
+      const { status, headers, body } = action;
       record.outcome = status;
       req.resume();
       res.writeHead(status, { "content-type": "application/json", ...headers });
       res.end(body ?? JSON.stringify({ errors: [{ code: "INJECTED", message: `fault injected by the test proxy (${status})` }] }));
       return;
     }
-    const upstream = httpRequest(
-      { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        record.outcome = up.statusCode ?? 0;
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    upstream.on("error", () => {
-      record.outcome = 502;
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-    req.pipe(upstream);
+    const forward = () => {
+      const upstream = httpRequest(
+        { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          record.status = up.statusCode ?? 0;
+          if (action?.kind === "reset-after") {
+            // The registry has applied the request and answered; the client never hears it.
+            up.resume();
+            up.once("end", () => {
+              record.outcome = "reset-after";
+              req.socket.resetAndDestroy();
+            });
+            return;
+          }
+          record.outcome = up.statusCode ?? 0;
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      upstream.on("error", () => {
+        record.outcome = 502;
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+      req.pipe(upstream);
+    };
+    if (action?.kind === "delay") setTimeout(forward, action.ms);
+    else forward();
   });
   server.on("connection", (s) => {
     sockets.add(s);
