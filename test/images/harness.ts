@@ -17,6 +17,8 @@ export const ENGINE_DIR = process.env.SLINKY_ENGINE_DIR ?? "/var/tmp/slinky-engi
 export const INPUTS_DIR = process.env.SLINKY_INPUTS_DIR ?? "/var/tmp/slinky-inputs";
 export const DOCKER = process.env.SLINKY_DOCKER ?? "/usr/bin/docker";
 export const BASE_IMAGE = process.env.SLINKY_BASE_IMAGE ?? "slinky-base/debian:trixie";
+/** The same trixie base for linux/arm64, bootstrapped under emulation. */
+export const BASE_IMAGE_ARM64 = process.env.SLINKY_BASE_IMAGE_ARM64 ?? "slinky-base/debian:trixie-arm64";
 /** Repository prefix of every image the harness builds. */
 export const IMAGE_PREFIX = "slinky-test";
 
@@ -118,9 +120,13 @@ export async function stopEngine(engine: Engine): Promise<void> {
   if (result.code !== 0) throw new Error(`engine did not stop:\n${result.stderr}`);
 }
 
-/** The debootstrapped base image (made on first use); returns its image id. */
-export async function ensureBase(name = BASE_IMAGE): Promise<string> {
-  const result = await run(join(HERE, "base.sh"), [name], { timeoutMs: 1_500_000, env: dockerEnv });
+/**
+ * The debootstrapped base image (made on first use); returns its image id.
+ * `arch` (a Debian architecture, e.g. arm64) bootstraps another architecture
+ * under emulation (test/emulation.sh) and imports the image as linux/<arch>.
+ */
+export async function ensureBase(name = BASE_IMAGE, arch?: string): Promise<string> {
+  const result = await run(join(HERE, "base.sh"), arch ? [name, arch] : [name], { timeoutMs: 3_900_000, env: dockerEnv });
   if (result.code !== 0) throw new Error(`base image ${name} failed:\n${result.stderr}`);
   const id = result.stdout.trim().split("\n").pop() ?? "";
   if (!/^sha256:[0-9a-f]{64}$/.test(id)) throw new Error(`base image ${name}: unexpected id ${JSON.stringify(id)}`);
