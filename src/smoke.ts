@@ -195,6 +195,15 @@ grep -Eq '^nodaemon[[:space:]]*=[[:space:]]*true' /etc/supervisor/supervisord.co
 grep -q '^\\[program:fakesystemd\\]' /etc/supervisor/conf.d/*.conf || fail "no fakesystemd program"`,
     });
   }
+  if (facts.supervised) {
+    // slurmctld and slurmd load every MPI plugin at start, srun (sackd, login)
+    // the one asked for: mpi/pmix dlopens libpmix.so.2 by name.
+    checks.push({
+      name: "mpi-pmix",
+      sh: `ls /usr/lib/*/slurm/mpi_pmix.so >/dev/null 2>&1 || fail "the mpi/pmix plugin is missing"
+ldconfig -p | grep -q 'libpmix\\.so\\.2 ' || fail "libpmix.so.2 is not in the linker cache: mpi/pmix would log 'can not load PMIx library'"`,
+    });
+  }
   if (facts.ssh) {
     checks.push({
       name: "sshd",

@@ -29,6 +29,10 @@ describe("smokeScript", () => {
     expect(smokeChecks("slurmd-pyxis")).toEqual(expect.arrayContaining(["pyxis-plugstack", "enroot", "nsswitch-slurm-first"]));
     expect(smokeChecks("login-pyxis")).toEqual(expect.arrayContaining(["pyxis-plugstack", "enroot", "kubectl"]));
     expect(smokeChecks("slurmctld")).not.toContain("pyxis-plugstack");
+    for (const image of ["slurmctld", "slurmd", "sackd", "login", "slurmd-pyxis", "login-pyxis"]) {
+      expect(smokeChecks(image)).toContain("mpi-pmix");
+    }
+    expect(smokeChecks("slurmdbd")).not.toContain("mpi-pmix");
   });
 
   it("rejects an unknown image and a version that is not a patch release", () => {

@@ -263,3 +263,30 @@ export async function buildTestDatabase(baseImage: string): Promise<{ ref: strin
   if (!/^\d+$/.test(uid)) throw new Error(`mysql uid in ${DB_IMAGE}: ${uid}`);
   return { ref: DB_IMAGE, mysqlUid: Number(uid) };
 }
+
+export const MPI_IMAGE = "slinky-test/mpi-hello:trixie";
+/** Where the mini cluster's slurmd and login containers see the MPI hello. */
+export const MPI_DIR = "/opt/slinky-test-mpi";
+
+/**
+ * Compiles test/images/mpi/mpi-hello.c with Open MPI's mpicc in a test-only image
+ * on the flavor's base image, and copies the binary into `outDir` (mounted at
+ * MPI_DIR in the cluster). Returns the binary's host path.
+ */
+export async function buildMpiHello(baseImage: string, outDir: string): Promise<string> {
+  await dockerOk(
+    ["build", "--network", "host", "--build-arg", `BASE_IMAGE=${baseImage}`, "-t", MPI_IMAGE, join(HERE, "mpi")],
+    { timeoutMs: 15 * 60_000 },
+  );
+  mkdirSync(outDir, { recursive: true });
+  await dockerOk(["run", "--rm", "--network", "none", "-v", `${outDir}:/host`, "--entrypoint", "cp", MPI_IMAGE, "/out/mpi-hello", "/host/mpi-hello"]);
+  return join(outDir, "mpi-hello");
+}
+
+/** Lines of a container's whole log that report a PMIx failure. */
+export async function pmixErrors(container: string): Promise<string[]> {
+  const result = await docker(["logs", container], { timeoutMs: 30_000 });
+  return `${result.stdout}\n${result.stderr}`
+    .split("\n")
+    .filter((line) => /pmix/i.test(line) && /(error|can ?not|fail|unable)/i.test(line));
+}

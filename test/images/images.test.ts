@@ -16,14 +16,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES, type ImageSpec } from "../../src/catalog.js";
 import { smokeScript } from "../../src/smoke.js";
 import {
+  buildMpiHello,
   buildTestDatabase,
   CONTAINER_PREFIX,
   type ClusterFiles,
   DEFAULT_PORTS,
   exec,
   logsOf,
+  MPI_DIR,
   NODE_NAME,
   PARTITION,
+  pmixErrors,
   removeClusterFiles,
   removeContainers,
   requireRunning,
@@ -34,6 +37,7 @@ import {
 import {
   BASE_IMAGE,
   docker,
+  dockerOk,
   type Engine,
   ENGINE_DIR,
   ensureBase,
@@ -41,6 +45,7 @@ import {
   type FileServer,
   INPUTS_DIR,
   REPO,
+  run,
   SLURM_STANDIN,
   serveFiles,
   slurmSource,
@@ -88,7 +93,8 @@ const report = {
   setupSeconds: 0,
   images: [] as ImageRow[],
   packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
-  cluster: { sinfo: "", srun: "", sacct: "", passed: false },
+  cluster: { sinfo: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
+  pyxisMounts: { passed: false },
   totalSeconds: 0,
 };
 
@@ -221,7 +227,65 @@ describe.sequential("debian13 images built by BuildKit", () => {
   });
 
   it(
-    "mini cluster: slurmdbd records, sinfo shows the node idle, srun hostname runs on it",
+    "pyxis images mount a tmpfs on /tmp and a fresh /proc by default, best effort, each switchable off",
+    async () => {
+      const mountsOf = async (name: string) => {
+        const info = await dockerOk(["exec", name, "cat", "/proc/1/mountinfo"]);
+        const lines = info.trim().split("\n").map((line) => line.split(" "));
+        // mountinfo: field 4 is the mount point, the fstype follows the " - " separator.
+        const fstype = (fields: string[]) => fields[fields.indexOf("-") + 1];
+        return {
+          tmpOnTmpfs: lines.some((f) => f[4] === "/tmp" && fstype(f) === "tmpfs"),
+          procMounts: lines.filter((f) => f[4] === "/proc" && fstype(f) === "proc").length,
+        };
+      };
+      const started = async (name: string, image: string, extra: string[]) => {
+        containers.push(name);
+        await removeContainers([name]);
+        await dockerOk(["run", "-d", "--name", name, "--network", "none", "--label", "slinky-test=pyxis", ...extra, image]);
+        // The image's own entrypoint took over: supervisord is PID 1.
+        return waitFor(
+          `${name}: supervisord as PID 1`,
+          async () => {
+            const r = await docker(["exec", name, "cat", "/proc/1/cmdline"]);
+            return r.code === 0 && r.stdout.includes("supervisord") ? (await logsOf(name)) : undefined;
+          },
+          { timeoutMs: 60_000, intervalMs: 1_000 },
+        );
+      };
+      for (const image of ["slurmd-pyxis", "login-pyxis"]) {
+        const ref = plan.ref(IMAGES.find((i) => i.name === image)!);
+        // With CAP_SYS_ADMIN (slurm-operator runs slurmd privileged, which this
+        // machine's docker refuses: see operator.ts): both mounts by default.
+        const on = `${CONTAINER_PREFIX}${image}-mounts`;
+        const onLog = await started(on, ref, ["--cap-add", "SYS_ADMIN"]);
+        expect(onLog).toContain("mounted a tmpfs on /tmp");
+        expect(onLog).toContain("mounted a fresh /proc");
+        expect(await mountsOf(on)).toEqual({ tmpOnTmpfs: true, procMounts: 2 });
+        // Switched off: /tmp and /proc as the runtime made them.
+        const off = `${CONTAINER_PREFIX}${image}-nomounts`;
+        const offLog = await started(off, ref, ["--cap-add", "SYS_ADMIN", "-e", "PYXIS_MOUNT_TMP=false", "-e", "PYXIS_REMOUNT_PROC=false"]);
+        expect(offLog).toContain("PYXIS_MOUNT_TMP=false: /tmp left as it is");
+        expect(offLog).toContain("PYXIS_REMOUNT_PROC=false: /proc left as it is");
+        expect(await mountsOf(off)).toEqual({ tmpOnTmpfs: false, procMounts: 1 });
+        // Without CAP_SYS_ADMIN the mounts fail: logged, never fatal.
+        const denied = `${CONTAINER_PREFIX}${image}-unprivileged`;
+        const deniedLog = await started(denied, ref, []);
+        expect(deniedLog).toMatch(/warning: could not mount a tmpfs on \/tmp, continuing without it/);
+        expect(deniedLog).toMatch(/warning: could not mount a fresh \/proc, continuing without it/);
+        await removeContainers([on, off, denied]);
+      }
+      // A wrong value is refused, naming the variable and the valid values.
+      const bad = await docker(["run", "--rm", "--network", "none", "-e", "PYXIS_REMOUNT_PROC=maybe", plan.ref(IMAGES.find((i) => i.name === "slurmd-pyxis")!)]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain("PYXIS_REMOUNT_PROC must be true or false, not 'maybe'");
+      report.pyxisMounts.passed = true;
+    },
+    10 * MINUTE,
+  );
+
+  it(
+    "mini cluster: slurmdbd records, sinfo shows the node idle, srun hostname runs on it, a 2-rank Open MPI job runs through mpi/pmix",
     async () => {
       const ports = DEFAULT_PORTS;
       const ref = (name: string) => plan.ref(IMAGES.find((image) => image.name === name)!);
@@ -238,6 +302,10 @@ describe.sequential("debian13 images built by BuildKit", () => {
       // The test database: MariaDB from the same base image and apt mirror.
       const db = await buildTestDatabase(report.base.name);
       clusterFiles = writeClusterFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports, db.mysqlUid);
+      // The MPI job's program, compiled with mpicc outside the product images.
+      const mpiHost = join(clusterFiles.dir, "mpi");
+      await buildMpiHello(report.base.name, mpiHost);
+      const mpi = `${mpiHost}:${MPI_DIR}:ro`;
       const etc = `${clusterFiles.etc}:/etc/slurm:ro`;
       const keyOnly = `${clusterFiles.keyOnly}:/etc/slurm:ro`;
       const confServer = `127.0.0.1:${ports.slurmctld}`;
@@ -274,7 +342,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         await startDaemon({
           name: names.slurmd,
           image: ref("slurmd"),
-          mounts: [keyOnly],
+          mounts: [keyOnly, mpi],
           env: {
             SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server ${confServer}`,
             SSHD_OPTIONS: `-p ${ports.slurmdSsh}`,
@@ -285,7 +353,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         await startDaemon({
           name: names.login,
           image: ref("login"),
-          mounts: [etc],
+          mounts: [etc, mpi],
           env: { SSHD_OPTIONS: `-p ${ports.loginSsh}` },
         });
         report.cluster.sinfo = await waitFor(
@@ -316,6 +384,25 @@ describe.sequential("debian13 images built by BuildKit", () => {
           { timeoutMs: 2 * MINUTE },
         );
         expect(report.cluster.sacct).toContain(`hostname|COMPLETED|${NODE_NAME}`);
+        // MPI through Slurm: srun offers pmix, and a 2-rank Open MPI program
+        // started by srun --mpi=pmix (slurmstepd's PMIx server) sees both ranks.
+        const list = await exec(names.login, ["srun", "--mpi=list"], 60_000);
+        report.cluster.mpiList = `${list.stdout}${list.stderr}`.trim();
+        expect(list.code, report.cluster.mpiList).toBe(0);
+        expect(report.cluster.mpiList).toMatch(/^\s*pmix\s*$/m);
+        const run = await exec(
+          names.login,
+          ["srun", "--mpi=pmix", "-N1", "-n", "2", "--overcommit", "-t", "2", "--immediate=60", `${MPI_DIR}/mpi-hello`],
+          3 * MINUTE,
+        );
+        report.cluster.mpi = `${run.stdout}${run.stderr}`.trim();
+        expect(run.code, report.cluster.mpi).toBe(0);
+        expect(run.stdout).toMatch(/^mpi-hello: rank 0 of 2 on /m);
+        expect(run.stdout).toMatch(/^mpi-hello: rank 1 of 2 on /m);
+        // No daemon reports a PMIx failure (slurmctld loads mpi/pmix at start too).
+        for (const name of [names.ctld, names.slurmd, names.dbd, names.login]) {
+          expect(await pmixErrors(name), `${name} logged a PMIx error`).toEqual([]);
+        }
         report.cluster.passed = true;
       } catch (error) {
         throw new Error(`${String(error)}\n${await diagnose()}`);
@@ -323,4 +410,5 @@ describe.sequential("debian13 images built by BuildKit", () => {
     },
     20 * MINUTE,
   );
+
 });

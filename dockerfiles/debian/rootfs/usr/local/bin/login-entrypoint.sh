@@ -10,13 +10,13 @@ set -euo pipefail
 
 main() {
 	parse_options SACKD_OPTIONS
-	save_args sackd "${OPTS[@]}" "$@"
+	container_args "$@"
+	save_args sackd "${OPTS[@]}" "${CARGS[@]}"
 	parse_options SSHD_OPTIONS
 	save_args sshd "${OPTS[@]}"
 	parse_options SSSD_OPTIONS
 	save_args sssd "${OPTS[@]}"
-	mkdir -p /run/slurm
-	chown "$SLURM_USER:$SLURM_USER" /run/slurm
+	run_dir /run/slurm
 	prepare_fakesystemd
 	prepare_sshd
 	prepare_sssd

@@ -7,9 +7,9 @@ set -euo pipefail
 
 main() {
 	parse_options SACKD_OPTIONS
-	save_args sackd "${OPTS[@]}" "$@"
-	mkdir -p /run/slurm
-	chown "$SLURM_USER:$SLURM_USER" /run/slurm
+	container_args "$@"
+	save_args sackd "${OPTS[@]}" "${CARGS[@]}"
+	run_dir /run/slurm
 	prepare_fakesystemd
 	run_supervisord
 }

@@ -7,10 +7,11 @@ set -euo pipefail
 
 main() {
 	parse_options SLURMCTLD_OPTIONS
-	save_args slurmctld "${OPTS[@]}" "$@"
-	# slurmctld wants its run directory owned by SlurmUser.
-	mkdir -p /run/slurmctld
-	chown "$SLURM_USER:$SLURM_USER" /run/slurmctld
+	container_args "$@"
+	save_args slurmctld "${OPTS[@]}" "${CARGS[@]}"
+	# slurmctld wants its run directory owned by SlurmUser (as root); under
+	# slurm-operator it runs as SlurmUser and /run/slurmctld is an emptyDir.
+	run_dir /run/slurmctld
 	prepare_fakesystemd
 	run_supervisord
 }

@@ -99,7 +99,8 @@ main() {
 	[[ $POD_MEMORY =~ ^[0-9]+$ ]] || die "POD_MEMORY must be a whole number (MiB): $POD_MEMORY"
 
 	parse_options SLURMD_OPTIONS
-	ARGS=("${OPTS[@]}" "$@")
+	container_args "$@"
+	ARGS=("${OPTS[@]}" "${CARGS[@]}")
 	if ((POD_CPUS > 0)); then
 		local spec
 		spec=$(core_spec_count)

@@ -20,6 +20,35 @@ die() {
 	exit 1
 }
 
+# is_root: true when the entrypoint runs as uid 0 (as in a plain `docker run`).
+# slurm-operator runs slurmctld and slurmdbd as uid/gid 401 and slurmrestd as
+# 65534: then nothing may be chowned, and only the directories the operator
+# mounts empty and writable (/run, /run/slurmctld, /var/log/slurm) are written.
+is_root() {
+	[[ $(id -u) == 0 ]]
+}
+
+# run_dir DIR [MODE]: make DIR, owned by SlurmUser when running as root. As
+# another user the directory is only made (in a writable mount) and must then
+# be writable by that user; nothing is chowned.
+run_dir() {
+	local dir=$1 mode=${2:-}
+	mkdir -p "$dir" || die "cannot create $dir as uid $(id -u): it must be on a writable mount"
+	if is_root; then
+		chown "$SLURM_USER:$SLURM_USER" "$dir"
+	elif [[ ! -w $dir ]]; then
+		die "$dir is not writable by uid $(id -u) (mount it writable, e.g. an emptyDir with fsGroup)"
+	fi
+	if [[ -n $mode ]]; then
+		if is_root; then
+			chmod "$mode" "$dir"
+		else
+			# Only the owner may chmod: a mount made by someone else keeps its mode.
+			chmod "$mode" "$dir" 2>/dev/null || true
+		fi
+	fi
+}
+
 # parse_options VAR: split the value of the variable VAR into the array OPTS.
 # Quotes and backslashes group words as in the shell; nothing is expanded.
 parse_options() {
@@ -36,6 +65,24 @@ parse_options() {
 	# shellcheck disable=SC2034 # OPTS is this function's result
 	mapfile -d '' -t OPTS <"$tmp"
 	rm -f "$tmp"
+}
+
+# container_args ARG...: the container's arguments into the array CARGS; an
+# argument wholly enclosed in one pair of single or double quotes loses them.
+# slurm-operator passes slurmd `--conf` and `'Key=Val Key=Val'` as two
+# arguments, the quotes inside the second (written for upstream's entrypoints,
+# which re-parse their arguments with a shell); nothing else is re-parsed, so
+# no argument is split or evaluated.
+container_args() {
+	local arg
+	# shellcheck disable=SC2034 # CARGS is this function's result
+	CARGS=()
+	for arg in "$@"; do
+		case $arg in
+		\'*\' | \"*\") arg=${arg:1:-1} ;;
+		esac
+		CARGS+=("$arg")
+	done
 }
 
 # save_args NAME ARG...: save the argument vector of daemon NAME.
@@ -61,9 +108,7 @@ save_args() {
 # prepare_fakesystemd: the notify socket directory, writable by SlurmUser
 # (slurmctld notifies after dropping privileges; sackd runs as SlurmUser).
 prepare_fakesystemd() {
-	mkdir -p "$FAKESYSTEMD_DIR"
-	chown "$SLURM_USER:$SLURM_USER" "$FAKESYSTEMD_DIR"
-	chmod 0770 "$FAKESYSTEMD_DIR"
+	run_dir "$FAKESYSTEMD_DIR" 0770
 	rm -f "$FAKESYSTEMD_DIR/notify.sock" "$FAKESYSTEMD_DIR/mainpid"
 }
 
