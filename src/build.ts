@@ -6,7 +6,7 @@
  * The package set is either built or, on a build-cache hit, the filesystem of
  * the cache entry pulled by digest.
  */
-import { type Container, dag, type Directory } from "@dagger.io/dagger";
+import { type Container, dag, type Directory, type Secret } from "@dagger.io/dagger";
 import pLimit from "p-limit";
 import { type ImageSpec, OS_TARGETS, PACKAGES_TARGET } from "./catalog.js";
 import type { Manifest } from "./manifest.js";
@@ -25,8 +25,21 @@ function args(manifest: Manifest, resolved: Resolved, baseImage?: string) {
   return Object.entries(all).map(([name, value]) => ({ name, value }));
 }
 
+/** Credentials to pull from a registry (the cache's). */
+export interface PullAuth {
+  readonly username: string;
+  readonly password: Secret;
+}
+
 /** Where the package set comes from: built here, or a cache entry by digest (ref@sha256:...). */
-export type PackagesSource = { kind: "build" } | { kind: "cached"; ref: string };
+export type PackagesSource = { kind: "build" } | { kind: "cached"; ref: string; auth?: PullAuth };
+
+/** An image pulled by digest, with the registry's credentials when it needs them. */
+export function pulled(ref: string, auth?: PullAuth): Container {
+  const base = dag.container();
+  const host = ref.split("/")[0] as string;
+  return (auth ? base.withRegistryAuth(host, auth.username, auth.password) : base).from(ref);
+}
 
 /** The package set built from Dockerfile.packages (a FROM-scratch image). */
 export function packagesContainer(dockerfiles: Directory, manifest: Manifest, resolved: Resolved, baseImage?: string): Container {
@@ -45,7 +58,7 @@ export function packagesDirectory(
   source: PackagesSource = { kind: "build" },
   baseImage?: string,
 ): Directory {
-  if (source.kind === "cached") return dag.container().from(source.ref).rootfs();
+  if (source.kind === "cached") return pulled(source.ref, source.auth).rootfs();
   return packagesContainer(dockerfiles, manifest, resolved, baseImage).rootfs();
 }
 

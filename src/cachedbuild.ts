@@ -6,7 +6,7 @@
  * cache off for the run, with a warning: a cache never fails a build.
  */
 import { type Container, dag, type Directory, ExistsType, type Secret } from "@dagger.io/dagger";
-import { packagesContainer, type PackagesSource, recipe } from "./build.js";
+import { packagesContainer, type PackagesSource, type PullAuth, pulled, recipe } from "./build.js";
 import {
   type CacheEntry,
   type CachePlan,
@@ -150,7 +150,7 @@ export async function prepareCache(
       plan,
       warnings,
       ...(baseImage ? { baseImage } : {}),
-      packages: plan.packages.hit ? { kind: "cached", ref: plan.packages.entry.ref } : { kind: "build" },
+      packages: plan.packages.hit ? { kind: "cached", ref: plan.packages.entry.ref, ...authOf(options) } : { kind: "build" },
       builtAt: new Date().toISOString(),
       client: getClient,
     };
@@ -159,6 +159,10 @@ export async function prepareCache(
     log.warn({}, why);
     return { ...noCache(why), warnings: [why] };
   }
+}
+
+function authOf(options: CacheOptions): { auth?: PullAuth } {
+  return options.username && options.password ? { auth: { username: options.username, password: options.password } } : {};
 }
 
 /** The entry an image is reused from, or null when it is built. */
@@ -174,9 +178,9 @@ export function cacheLabelsOf(cached: CachedBuild, image: string): Record<string
   return entryLabels(key.key, cached.plan.scope, cached.builtAt, encodeParts(key.parts));
 }
 
-/** A reused image as a container (pulled by digest), for `build` and `test`. */
-export function reusedContainer(entry: CacheEntry): Container {
-  return dag.container().from(entry.ref);
+/** A reused image as a container (pulled by digest, with the cache's credentials), for `build` and `test`. */
+export function reusedContainer(entry: CacheEntry, options: CacheOptions | null = null): Container {
+  return pulled(entry.ref, options ? authOf(options).auth : undefined);
 }
 
 /**

@@ -69,7 +69,7 @@ export class SlinkyContainers {
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const entry = reusedEntry(cached, image);
-    if (entry) return reusedContainer(entry);
+    if (entry) return reusedContainer(entry, cached.options);
     const packages = packagesDirectory(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage);
     return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image), {
       packages,
@@ -145,7 +145,7 @@ export class SlinkyContainers {
     const outcomes = await forEachImage(resolved.images, (image) => {
       const entry = reusedEntry(cached, image.name);
       const container = entry
-        ? reusedContainer(entry)
+        ? reusedContainer(entry, cached.options)
         : imageContainer(this.dockerfiles, manifest, resolved, image, {
             packages,
             ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),

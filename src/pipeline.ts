@@ -212,7 +212,9 @@ function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, loo
       : [],
     warnings: [...cached.warnings, ...writes.warnings],
   };
-  return { ...report, cache: section };
+  // A reused image was neither built nor checked in this run (its entry's run did both).
+  const images = report.images.map((row) => (reusedEntry(cached, row.image) ? { ...row, built: null, buildMs: null } : row));
+  return { ...report, images, cache: section };
 }
 
 /** report.json, report.md and status ("passed" or "failed") in a directory. */

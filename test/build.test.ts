@@ -87,6 +87,15 @@ describe("the package set in the images' build context", () => {
     expect(query[1]!.args).toEqual({ address: ref });
   });
 
+  it("pulls the entry with the cache's credentials when it has them (the engine may have no login for the registry)", () => {
+    const ref = `registry.example.com/slinky/cache/packages@sha256:${"a".repeat(64)}`;
+    const password = dag.setSecret("cache-password", "s3cret");
+    const query = queryOf(packagesDirectory(dag.directory(), manifest, resolved, { kind: "cached", ref, auth: { username: "ci", password } }));
+    expect(query.map((s) => s.operation)).toEqual(["container", "withRegistryAuth", "from", "rootfs"]);
+    expect(query[1]!.args).toMatchObject({ address: "registry.example.com", username: "ci" });
+    expect(JSON.stringify(query.map((s) => s.args?.address ?? s.args?.username ?? null))).not.toContain("s3cret");
+  });
+
   it("builds FROM the base digest the cache resolved, for the packages and the image alike", () => {
     const base = `docker.io/library/debian:trixie@sha256:${"b".repeat(64)}`;
     const image = imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmd"), { baseImage: base });
