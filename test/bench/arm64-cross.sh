@@ -3,18 +3,18 @@
 # packaging, on the harness engine (test/images/engine.sh), under the shared lock.
 # Not part of `npm test`: each phase takes minutes of both cores.
 #
-#   bench/arm64-cross.sh cross      in a throwaway amd64 trixie container: add arm64 as a
+#   test/bench/arm64-cross.sh cross      in a throwaway amd64 trixie container: add arm64 as a
 #                                   foreign architecture, install crossbuild-essential-arm64,
 #                                   resolve Slurm's debian/control Build-Depends for the host
 #                                   arch arm64 (apt-get build-dep -s -a arm64, then
 #                                   mk-build-deps --host-arch arm64), then
 #                                   dpkg-buildpackage --host-arch arm64 -b (bounded), and say
 #                                   what broke; the packages' binaries are checked to be aarch64.
-#   bench/arm64-cross.sh emulated   the same steps natively (amd64) and under qemu (arm64
+#   test/bench/arm64-cross.sh emulated   the same steps natively (amd64) and under qemu (arm64
 #                                   container): apt-get update, the slurmd image's runtime
 #                                   packages, build-essential, Slurm's ./configure and a fixed
 #                                   sample of its C files; prints the emulated/native ratios.
-#   bench/arm64-cross.sh all        both.
+#   test/bench/arm64-cross.sh all        both.
 #   (inside-cross, inside-cross-build, inside-sample: the parts that run in the containers;
 #   inside-cross-build repeats only the build in a container that has the Build-Depends.)
 #
@@ -27,7 +27,7 @@
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
+REPO=$(cd "$HERE/../.." && pwd)
 LOCK=${SLINKY_IMAGES_LOCK:-/var/tmp/slinky-images.lock}
 ENGINE_DIR=${SLINKY_ENGINE_DIR:-/var/tmp/slinky-engine}
 DOCKER=${SLINKY_DOCKER:-/usr/bin/docker}
@@ -203,7 +203,7 @@ inside-sample)
   ;;
 cross | emulated | all) ;;
 *)
-  echo "usage: bench/arm64-cross.sh cross | emulated | all" >&2
+  echo "usage: test/bench/arm64-cross.sh cross | emulated | all" >&2
   exit 2
   ;;
 esac
