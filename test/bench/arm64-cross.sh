@@ -15,8 +15,9 @@
 #                                   packages, build-essential, Slurm's ./configure and a fixed
 #                                   sample of its C files; prints the emulated/native ratios.
 #   test/bench/arm64-cross.sh all        both.
-#   (inside-cross, inside-cross-build, inside-sample: the parts that run in the containers;
-#   inside-cross-build repeats only the build in a container that has the Build-Depends.)
+#   (inside-cross, inside-cross-build, inside-sample, inside-compile-sample: the parts that run
+#   in the containers; inside-cross-build repeats only the build in a container that has the
+#   Build-Depends, inside-compile-sample NAME CC only the compile sample.)
 #
 # Prints "figure: <name> <seconds>" lines (and keeps every step's log under
 # $OUT, default out/bench/arm64). Needs: the harness engine, the base images
@@ -75,7 +76,7 @@ compile_sample() {
   mkdir -p /tmp/sample-out
   # shellcheck disable=SC2016 # $1 and $0 belong to the inner shell
   find /logs/sample -name '*.i' -print0 |
-    xargs -0 -n 1 -P "$(nproc)" sh -c '"$1" -g -O2 -fstack-protector-strong -fPIC -c "$0" -o "/tmp/sample-out/$(basename "$0" .i).o"' "$1"
+    xargs -0 -n 1 -P "$(nproc)" sh -c '"$0" -g -O2 -fstack-protector-strong -fPIC -c "$1" -o "/tmp/sample-out/$(basename "$1" .i).o"' "$1"
 }
 
 inside_cross() {
@@ -181,7 +182,7 @@ inside_sample() {
   step "$arch-build-essential" apt_get install --no-install-recommends build-essential
   if [ "$arch" = arm64 ] && [ -d /logs/sample ]; then
     step arm64-compile-sample compile_sample gcc
-    echo "  sample object: $(file -b /tmp/sample-out/pack.o | cut -d, -f1-2)"
+    if command -v file >/dev/null; then echo "  sample object: $(file -b /tmp/sample-out/pack.o | cut -d, -f1-2)"; fi
   fi
 }
 
@@ -194,6 +195,13 @@ inside-cross)
 inside-cross-build)
   LOGS=/logs
   cross_build
+  exit
+  ;;
+inside-compile-sample)
+  # NAME CC: only the compile sample (in a container that has CC, or gets build-essential).
+  LOGS=/logs
+  command -v "$3" >/dev/null || step "$2-build-essential" apt_get install --no-install-recommends build-essential
+  step "$2" compile_sample "$3"
   exit
   ;;
 inside-sample)
@@ -222,6 +230,7 @@ done
 mkdir -p "$OUT"
 name=slinky-bench-arm64-$$
 trap '"$DOCKER" rm -f "$name-cross" "$name-amd64" "$name-arm64" >/dev/null 2>&1 || true' EXIT
+trap 'exit 143' INT TERM
 
 # container SUFFIX PLATFORM IMAGE MODE
 container() {
