@@ -34,7 +34,7 @@ import {
   INPUTS_DIR,
   REPO,
   run,
-  SLURM_STANDIN,
+  SLURM_SOURCE,
   serveFiles,
   slurmSource,
   startEngine,
@@ -107,11 +107,11 @@ beforeAll(async () => {
   const slurmPath = await slurmSource();
   const served = await standInSources(join(INPUTS_DIR, "standins"));
   // (e) serves the same tarball under a second name: a new pin (URL), the same sha256.
-  server = await serveFiles({ [SLURM_STANDIN.file]: slurmPath, [`e-${SLURM_STANDIN.file}`]: slurmPath, ...served.files }, FILES_PORT);
+  server = await serveFiles({ [SLURM_SOURCE.file]: slurmPath, [`e-${SLURM_SOURCE.file}`]: slurmPath, ...served.files }, FILES_PORT);
   if (!server.origin.endsWith(`:${FILES_PORT}`)) throw new Error(`port ${FILES_PORT} is taken: the keys would change between runs`);
   const sources = {
     base: { name: BASE_IMAGE, id: baseId },
-    slurm: { version: SLURM_STANDIN.version, url: server.url(SLURM_STANDIN.file), sha256: SLURM_STANDIN.sha256 },
+    slurm: { version: SLURM_SOURCE.version, url: server.url(SLURM_SOURCE.file), sha256: SLURM_SOURCE.sha256 },
     standIns: served.override(server),
   };
   const prov = await provenance();
@@ -173,7 +173,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
 
     // --- the run's work, timed from here ---
     const started = Date.now();
-    const slurmUrl = scenario.slurmUrl ?? server.url(SLURM_STANDIN.file);
+    const slurmUrl = scenario.slurmUrl ?? server.url(SLURM_SOURCE.file);
     const args = { ...basePlan.args, SLURM_URL: slurmUrl };
     const plan: BuildPlan = {
       ...basePlan,
@@ -183,7 +183,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
       recipe,
       context: join(dir, "context"),
     };
-    const resolved = resolve(basePlan.manifest, { slurmVersion: SLURM_STANDIN.line, flavor: "debian13", group: "all" });
+    const resolved = resolve(basePlan.manifest, { slurmVersion: SLURM_SOURCE.line, flavor: "debian13", group: "all" });
     const keys = await runKeys({
       manifest: basePlan.manifest,
       resolved,
@@ -237,7 +237,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
       toBuild.map((image) =>
         limit(async () => {
           const smoke = await docker(
-            ["run", "--rm", "--network", "host", "--entrypoint", "sh", destRef(image), "-c", smokeScript(image.name, SLURM_STANDIN.version)],
+            ["run", "--rm", "--network", "host", "--entrypoint", "sh", destRef(image), "-c", smokeScript(image.name, SLURM_SOURCE.version)],
             { timeoutMs: 5 * MINUTE },
           );
           if (smoke.code !== 0) throw new Error(`smoke ${image.name}: ${smoke.stdout}${smoke.stderr}`);
@@ -357,7 +357,7 @@ it("(d) a shared runtime stage changed", async () => {
 }, 40 * MINUTE);
 
 it("(e) the Slurm pin changed", async () => {
-  const row = await runScenario({ id: "e", what: "Slurm pin changed", slurmUrl: server.url(`e-${SLURM_STANDIN.file}`) });
+  const row = await runScenario({ id: "e", what: "Slurm pin changed", slurmUrl: server.url(`e-${SLURM_SOURCE.file}`) });
   expect(row.packages).toBe("miss");
   expect(row.built).toHaveLength(8);
 }, 60 * MINUTE);

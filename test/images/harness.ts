@@ -5,10 +5,10 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { dirname, join, posix } from "node:path";
+import { basename, dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
@@ -146,29 +146,86 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** A Slurm source tarball the harness builds, with what checks it. */
+export interface SlurmSource {
+  /** Release line, e.g. 24.11. */
+  readonly line: string;
+  /** Patch release, e.g. 24.11.5. */
+  readonly version: string;
+  /** Name it is served under on loopback. */
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** Where it comes from: the apt mirror's pool path, or a local file given by the user. */
+  readonly poolPath?: string;
+  readonly localPath?: string;
+  /** True for the 24.11.5 stand-in, false for a tarball the user supplied. */
+  readonly standIn: boolean;
+}
+
 /**
  * The Slurm source stand-in (FACTS.md §2): Debian trixie's slurm-wlm 24.11.5 orig
  * tarball, which is SchedMD's own tag archive slurm-24-11-5-1. Fetched once from
  * the apt mirror's pool into INPUTS_DIR and checked by size and sha256.
  */
-export const SLURM_STANDIN = {
+export const SLURM_24_11_STANDIN: SlurmSource = {
   line: "24.11",
   version: "24.11.5",
   file: "slurm-wlm_24.11.5.orig.tar.gz",
   poolPath: "pool/main/s/slurm-wlm/slurm-wlm_24.11.5.orig.tar.gz",
   bytes: 9_907_599,
   sha256: "e1a5547edd212c38b5e3230a284133f777b32746551f094aaa81cc4af375e332",
-} as const;
+  standIn: true,
+};
 
-export async function slurmSource(): Promise<string> {
-  const target = join(INPUTS_DIR, SLURM_STANDIN.file);
-  const check = async (path: string) =>
-    statSync(path).size === SLURM_STANDIN.bytes && (await sha256File(path)) === SLURM_STANDIN.sha256;
+/**
+ * The source the harness builds: the 24.11.5 stand-in, or, where a real release is
+ * at hand (a site with SchedMD's download, a CI runner), the tarball named by
+ * SLINKY_SLURM_TARBALL with its version in SLINKY_SLURM_VERSION (e.g. 25.11.8): then
+ * the checks that need Slurm 25.11 run for real instead of being skipped by name.
+ * Its size and sha256 are read from the file and checked again when it is served.
+ */
+export function slurmSourceFrom(env: NodeJS.ProcessEnv): SlurmSource {
+  const tarball = env.SLINKY_SLURM_TARBALL?.trim();
+  const version = env.SLINKY_SLURM_VERSION?.trim();
+  if (!tarball) {
+    if (version) throw new Error("SLINKY_SLURM_VERSION needs SLINKY_SLURM_TARBALL: the Slurm source tarball of that version");
+    return SLURM_24_11_STANDIN;
+  }
+  if (!version || !/^\d+\.\d+\.\d+$/.test(version)) {
+    throw new Error(
+      `SLINKY_SLURM_TARBALL needs SLINKY_SLURM_VERSION, the tarball's Slurm patch release as X.Y.Z (e.g. 25.11.8); got ${JSON.stringify(version ?? "")}`,
+    );
+  }
+  if (!existsSync(tarball) || !statSync(tarball).isFile()) throw new Error(`SLINKY_SLURM_TARBALL: no such file: ${tarball}`);
+  const bytes = readFileSync(tarball);
+  return {
+    line: version.split(".").slice(0, 2).join("."),
+    version,
+    file: basename(tarball),
+    bytes: bytes.length,
+    sha256: createHash("sha256").update(bytes).digest("hex"),
+    localPath: tarball,
+    standIn: false,
+  };
+}
+
+/** The Slurm source of this run (see slurmSourceFrom). */
+export const SLURM_SOURCE: SlurmSource = slurmSourceFrom(process.env);
+
+/** The path of this run's Slurm source, checked by size and sha256 (the stand-in fetched once from the apt mirror). */
+export async function slurmSource(source: SlurmSource = SLURM_SOURCE): Promise<string> {
+  const check = async (path: string) => statSync(path).size === source.bytes && (await sha256File(path)) === source.sha256;
+  if (source.localPath) {
+    if (!(await check(source.localPath))) throw new Error(`${source.localPath} changed since the run started (size or sha256)`);
+    return source.localPath;
+  }
+  const target = join(INPUTS_DIR, source.file);
   if (existsSync(target) && (await check(target))) return target;
   mkdirSync(INPUTS_DIR, { recursive: true });
-  const url = `${await aptMirror()}/${SLURM_STANDIN.poolPath}`;
+  const url = `${await aptMirror()}/${source.poolPath}`;
   const response = await fetch(url, { signal: AbortSignal.timeout(300_000) });
-  if (!response.ok || !response.body) throw new Error(`GET ${SLURM_STANDIN.poolPath} from the apt mirror: ${response.status}`);
+  if (!response.ok || !response.body) throw new Error(`GET ${source.poolPath} from the apt mirror: ${response.status}`);
   const partial = `${target}.partial`;
   const out = createWriteStream(partial);
   for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
@@ -177,7 +234,7 @@ export async function slurmSource(): Promise<string> {
   await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
   if (!(await check(partial))) {
     rmSync(partial, { force: true });
-    throw new Error(`${SLURM_STANDIN.file} from the apt mirror does not match its pinned size and sha256`);
+    throw new Error(`${source.file} from the apt mirror does not match its pinned size and sha256`);
   }
   renameSync(partial, target);
   return target;

@@ -47,7 +47,7 @@ import {
   INPUTS_DIR,
   REPO,
   run,
-  SLURM_STANDIN,
+  SLURM_SOURCE,
   serveFiles,
   slurmSource,
   startEngine,
@@ -109,7 +109,7 @@ const rows = new Map<string, ImageRow>(
 );
 const report = {
   flavor: "debian13",
-  slurmVersion: SLURM_STANDIN.version as string,
+  slurmVersion: SLURM_SOURCE.version as string,
   engine: { dir: ENGINE_DIR, reused: false },
   base: { name: BASE_IMAGE, id: "" },
   setupSeconds: 0,
@@ -136,10 +136,10 @@ beforeAll(async () => {
   report.base.id = await ensureBase(BASE_IMAGE);
   const slurmPath = await slurmSource();
   const served = await standInSources(join(INPUTS_DIR, "standins"));
-  server = await serveFiles({ [SLURM_STANDIN.file]: slurmPath, ...served.files }, FILES_PORT);
+  server = await serveFiles({ [SLURM_SOURCE.file]: slurmPath, ...served.files }, FILES_PORT);
   const sources: HarnessSources = {
     base: { name: BASE_IMAGE, id: report.base.id },
-    slurm: { version: SLURM_STANDIN.version, url: server.url(SLURM_STANDIN.file), sha256: SLURM_STANDIN.sha256 },
+    slurm: { version: SLURM_SOURCE.version, url: server.url(SLURM_SOURCE.file), sha256: SLURM_SOURCE.sha256 },
     standIns: served.override(server),
   };
   plan = buildPlan(sources, await provenance());
@@ -226,7 +226,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         expect(warm.id).toBe(cold.id);
         const labels = await imageLabelsOf(row.ref);
         expect(labels).toMatchObject(plan.labels(image));
-        expect(labels["org.opencontainers.image.version"]).toBe(SLURM_STANDIN.version);
+        expect(labels["org.opencontainers.image.version"]).toBe(SLURM_SOURCE.version);
         expect(labels["org.opencontainers.image.licenses"]).toBe("GPL-2.0-or-later");
         expect(labels["org.opencontainers.image.base.digest"]).toBe(report.base.id);
       },
@@ -241,7 +241,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         const row = rows.get(image.name)!;
         row.smoke = "fail";
         const result = await docker(
-          ["run", "--rm", "--network", "host", "--entrypoint", "sh", plan.ref(image), "-c", smokeScript(image.name, SLURM_STANDIN.version)],
+          ["run", "--rm", "--network", "host", "--entrypoint", "sh", plan.ref(image), "-c", smokeScript(image.name, SLURM_SOURCE.version)],
           { timeoutMs: 5 * MINUTE },
         );
         expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
@@ -442,7 +442,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
    * containers it removes first: both use the harness's ports.
    */
   describe.sequential("operator-shaped cluster (slurm-operator v1.1.2 pod specs)", () => {
-    const version = SLURM_STANDIN.version as string;
+    const version = SLURM_SOURCE.version as string;
     const has2511 = atLeast(version, "25.11");
     const ports: OperatorPorts = { ...DEFAULT_PORTS, slurmrestd: Number(process.env.SLINKY_TEST_SLURMRESTD_PORT ?? 16820) };
     const n = OP_NAMES;

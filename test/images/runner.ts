@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { ImageSpec } from "../../src/catalog.js";
 import { deepMerge, loadManifest, type Manifest } from "../../src/manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/plan.js";
-import { docker, dockerOk, IMAGE_PREFIX, REPO, run, SLURM_STANDIN } from "./harness.js";
+import { docker, dockerOk, IMAGE_PREFIX, REPO, run, SLURM_SOURCE } from "./harness.js";
 
 export const FLAVOR = "debian13";
 
@@ -40,7 +40,7 @@ export interface HarnessSources {
 export function siteOverride(sources: HarnessSources, baseDigest: string | null): unknown {
   return deepMerge(sources.standIns, {
     slurm: {
-      [SLURM_STANDIN.line]: {
+      [SLURM_SOURCE.line]: {
         ...sources.slurm,
         checksumSource: "Debian trixie slurm-wlm 24.11.5 orig tarball (SchedMD tag archive slurm-24-11-5-1)",
       },
@@ -88,7 +88,7 @@ export async function provenance(): Promise<Provenance> {
  * digest), so the build arguments come from the same manifest without that pin.
  */
 export function buildPlan(sources: HarnessSources, prov: Provenance): BuildPlan {
-  const selection = { slurmVersion: SLURM_STANDIN.line, flavor: FLAVOR, group: "all" };
+  const selection = { slurmVersion: SLURM_SOURCE.line, flavor: FLAVOR, group: "all" };
   const pinned = loadManifest(siteOverride(sources, sources.base.id));
   const unpinned = loadManifest(siteOverride(sources, null));
   const resolvedPinned = resolve(pinned, selection);
