@@ -122,6 +122,9 @@ export async function prepareCache(
   log: Logger,
 ): Promise<CachedBuild> {
   if (!options) return noCache("no cache registry given, or the cache is switched off");
+  // Entries are single-platform images keyed per platform; an index of several is not recorded yet.
+  if (resolved.platforms.length > 1) return noCache(`the build cache holds single-platform images; this run builds ${resolved.platforms.join(", ")}`);
+  const platform = resolved.platforms[0];
   let client: Promise<RegistryClient> | undefined;
   const getClient = () => {
     client ??= (options.password ? options.password.plaintext() : Promise.resolve(undefined)).then(
@@ -132,8 +135,8 @@ export async function prepareCache(
   try {
     const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
     const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
-    const args = { ...buildArgs(manifest, resolved), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
-    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipe(dockerfiles, resolved)), buildArgs: args, baseDigest });
+    const args = { ...buildArgs(manifest, resolved, platform), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
+    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipe(dockerfiles, resolved)), buildArgs: args, baseDigest, platform });
     const plan = await planCache({
       client: await getClient(),
       registry: options.registry,

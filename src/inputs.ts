@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { GROUP_NAMES, IMAGE_NAMES } from "./catalog.js";
 import { InvalidInputError, InvalidInputsError } from "./errors.js";
+import { isPlatform, PLATFORM_NAMES, type PlatformName, splitPlatforms } from "./platform.js";
 import { TAG_PATTERN } from "./tags.js";
 
 export { InvalidInputError, InvalidInputsError, redactCredentials, shown } from "./errors.js";
@@ -111,6 +112,18 @@ const oneOf = (names: readonly string[]) =>
     if (!names.includes(value)) fail(ctx, "unknown");
   });
 
+/** A comma-separated list of platforms, e.g. linux/amd64,linux/arm64: each known, each once. */
+export const PlatformList = z.string().superRefine((value, ctx) => {
+  if (value.trim() === "") return fail(ctx, "it is empty");
+  const seen = new Set<string>();
+  for (const entry of splitPlatforms(value)) {
+    if (entry === "") return fail(ctx, "it has an empty entry (two commas, or a comma at an end)");
+    if (!isPlatform(entry)) return fail(ctx, `${JSON.stringify(entry)} is not a platform`);
+    if (seen.has(entry)) return fail(ctx, `${entry} is given twice`);
+    seen.add(entry);
+  }
+});
+
 export const FIELDS = {
   registry: { valid: ["a lowercase registry host[:port]/path with no scheme, credentials, tag or digest, e.g. registry.gitlab.com/group/project"], schema: RegistryPath },
   branch: { valid: ["a git branch name, e.g. main or feature/xyz"], schema: Branch },
@@ -127,6 +140,8 @@ export const FIELDS = {
   },
   cacheUsername: { valid: ["a registry user name without whitespace"], schema: Username },
   buildCache: { valid: ["on", "off"], schema: oneOf(["on", "off"]) },
+  platform: { valid: PLATFORM_NAMES, schema: oneOf(PLATFORM_NAMES) },
+  platforms: { valid: [...PLATFORM_NAMES, `a comma-separated list of them, each once, e.g. ${PLATFORM_NAMES.join(",")}`], schema: PlatformList },
 } as const satisfies Record<string, Rule>;
 
 export type FieldName = keyof typeof FIELDS;
@@ -145,6 +160,8 @@ const LABELS: Record<FieldName | "slurmVersion" | "flavor", string> = {
   cacheRegistry: "cache registry",
   cacheUsername: "cache username",
   buildCache: "build cache switch",
+  platform: "platform",
+  platforms: "platforms",
   slurmVersion: "Slurm version",
   flavor: "flavor",
 };
@@ -184,6 +201,13 @@ export function checkInputs(inputs: Inputs, optional: readonly FieldName[] = [])
   }
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw new InvalidInputsError(errors);
+}
+
+/** A checked --platforms list (or --platform), as platform names in the order given. */
+export function parsePlatforms(value: string, field: "platform" | "platforms" = "platforms"): PlatformName[] {
+  const error = checkField(field, value);
+  if (error) throw error;
+  return splitPlatforms(value) as PlatformName[];
 }
 
 /** Shape check for a name looked up in the manifest later (version, flavor). */

@@ -13,11 +13,13 @@
 import { createHash } from "node:crypto";
 import { PACKAGES_TARGET } from "./catalog.js";
 import type { Manifest } from "./manifest.js";
+import { DEFAULT_PLATFORM, type PlatformName } from "./platform.js";
 import { imageLabels, type Resolved } from "./plan.js";
 
 /** Bumped when what goes into a key changes, so old entries stop matching. */
 export const KEY_VERSION = "slinky-build-cache/1";
-export const PLATFORM = "linux/amd64";
+/** The platform a key is for when none is named. */
+export const PLATFORM: PlatformName = DEFAULT_PLATFORM;
 /** Build arguments that name the base image: the key takes its digest instead. */
 export const BASE_ARGS = new Set(["BASE_IMAGE"]);
 /** Context directory the images' Dockerfile takes the package set from; keyed by the package set's key. */
@@ -305,6 +307,8 @@ export interface RunKeyInput {
   /** Build arguments as the build gets them (plan.buildArgs, BASE_IMAGE by digest where resolved). */
   buildArgs: Readonly<Record<string, string>>;
   baseDigest: string;
+  /** The platform built (its build arguments are buildArgs); default linux/amd64. */
+  platform?: PlatformName;
 }
 
 /** Keys of the package set and of every image of the run, from the same inputs the build gets. */
@@ -319,6 +323,7 @@ export async function runKeys(input: RunKeyInput): Promise<RunKeys> {
     context: input.context,
     buildArgs: input.buildArgs,
     baseDigest: input.baseDigest,
+    platform: input.platform ?? PLATFORM,
   });
   const images: Record<string, Key> = {};
   for (const image of input.resolved.images) {
@@ -329,6 +334,7 @@ export async function runKeys(input: RunKeyInput): Promise<RunKeys> {
       context: input.context,
       buildArgs: input.buildArgs,
       baseDigest: input.baseDigest,
+      platform: input.platform ?? PLATFORM,
       packagesKey: packages.key,
       labels: imageLabels(input.manifest, input.resolved, image),
     });

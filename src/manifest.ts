@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { GROUP_NAMES, INPUT_NAMES } from "./catalog.js";
 import { referenceProblem } from "./inputs.js";
+import { DEFAULT_PLATFORM, PLATFORM_NAMES } from "./platform.js";
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters");
 /** An http(s) URL without credentials (a mirror's password belongs in a secret, not a manifest). */
@@ -17,11 +18,28 @@ const httpUrl = z
     return url.username === "" && url.password === "";
   }, "must not hold credentials (user:password@): serve the download without them or from a mirror that needs none");
 
-/** One pinned download. `sha256: null` says the checksum is not known yet. */
+/** One architecture's file of a download that differs by architecture. */
+export const ArchPinSchema = z.strictObject({
+  url: httpUrl,
+  sha256: sha256.nullable(),
+  /** Where the checksum comes from, or why it is missing. */
+  checksumSource: z.string().optional(),
+});
+export type ArchPin = z.infer<typeof ArchPinSchema>;
+
+/** Per-architecture files: `arch.arm64` is linux/arm64's; `arch.amd64`, when given, replaces url and sha256 for linux/amd64. */
+const ArchMapSchema = z.strictObject({ amd64: ArchPinSchema.optional(), arm64: ArchPinSchema.optional() });
+
+/**
+ * One pinned download. `sha256: null` says the checksum is not known yet.
+ * For a download that differs by architecture (enroot, kubectl), url and
+ * sha256 are linux/amd64's and `arch` holds the others.
+ */
 export const DownloadSchema = z.strictObject({
   version: z.string().min(1),
   url: httpUrl,
   sha256: sha256.nullable(),
+  arch: ArchMapSchema.optional(),
   /** For a signing key: its OpenPGP fingerprint, checked when no sha256 is pinned. */
   fingerprint: z
     .string()
@@ -44,6 +62,8 @@ export const FlavorSchema = z.strictObject({
   baseDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/).nullable(),
   /** Where the digest comes from. */
   digestSource: z.string().optional(),
+  /** The platforms this flavor can be built for (its base image has them). */
+  platforms: z.array(z.enum(PLATFORM_NAMES)).min(1).default([DEFAULT_PLATFORM]),
 });
 export type Flavor = z.infer<typeof FlavorSchema>;
 
@@ -65,13 +85,20 @@ export const ManifestSchema = z
       slurmVersion: z.string(),
       flavor: z.string(),
       group: z.enum(GROUP_NAMES),
+      /** The platforms a run builds unless told otherwise. */
+      platforms: z.array(z.enum(PLATFORM_NAMES)).min(1).default([DEFAULT_PLATFORM]),
     }),
     slurm: z.record(z.string().regex(/^\d+\.\d+$/, "must be a release line like 25.11"), DownloadSchema),
     flavors: z.record(z.string().regex(/^[a-z0-9][a-z0-9.]*$/), FlavorSchema),
     inputs: z.strictObject(inputsShape),
     nvidiaToolkit: z.strictObject({
       version: z.string().min(1),
+      /** linux/amd64's apt repository path (NVIDIA's is per architecture: .../deb/amd64). */
       repository: httpUrl,
+      /** Other architectures' repository paths, e.g. {"arm64": {"repository": ".../deb/arm64"}}. */
+      arch: z
+        .strictObject({ amd64: z.strictObject({ repository: httpUrl }).optional(), arm64: z.strictObject({ repository: httpUrl }).optional() })
+        .optional(),
     }),
   })
   .superRefine((manifest, ctx) => {
@@ -88,8 +115,26 @@ export const ManifestSchema = z
     if (!Object.hasOwn(manifest.slurm, manifest.defaults.slurmVersion)) {
       ctx.addIssue({ code: "custom", path: ["defaults", "slurmVersion"], message: "no such release line" });
     }
-    if (!Object.hasOwn(manifest.flavors, manifest.defaults.flavor)) {
+    const defaultFlavor = Object.hasOwn(manifest.flavors, manifest.defaults.flavor) ? manifest.flavors[manifest.defaults.flavor] : undefined;
+    if (!defaultFlavor) {
       ctx.addIssue({ code: "custom", path: ["defaults", "flavor"], message: "no such flavor" });
+    }
+    const lists: [(string | number)[], readonly string[]][] = [
+      [["defaults", "platforms"], manifest.defaults.platforms],
+      ...Object.entries(manifest.flavors).map(([name, flavor]): [(string | number)[], readonly string[]] => [["flavors", name, "platforms"], flavor.platforms]),
+    ];
+    for (const [path, list] of lists) {
+      const twice = list.find((platform, i) => list.indexOf(platform) !== i);
+      if (twice) ctx.addIssue({ code: "custom", path, message: `${twice} is listed twice` });
+    }
+    for (const platform of defaultFlavor ? manifest.defaults.platforms : []) {
+      if (!defaultFlavor?.platforms.includes(platform)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["defaults", "platforms"],
+          message: `${platform} is not a platform of the default flavor ${manifest.defaults.flavor} (${defaultFlavor?.platforms.join(", ")})`,
+        });
+      }
     }
   });
 export type Manifest = z.infer<typeof ManifestSchema>;

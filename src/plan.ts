@@ -5,7 +5,9 @@
  */
 import { type GroupName, type ImageSpec, type InputName, imageSpec, imagesOf } from "./catalog.js";
 import { checkField, checkInputs, InvalidInputError, lookup } from "./inputs.js";
+import { splitPlatforms } from "./platform.js";
 import type { Download, Flavor, Manifest } from "./manifest.js";
+import { archOf, DEFAULT_PLATFORM, type PlatformName, sortPlatforms } from "./platform.js";
 import { type BranchTags, branchTags, refSlug, sha8 } from "./tags.js";
 
 export interface Selection {
@@ -15,6 +17,8 @@ export interface Selection {
   /** A group; ignored when `image` is given. */
   readonly group?: string;
   readonly image?: string;
+  /** Comma-separated platforms (linux/amd64,linux/arm64); default: the manifest's defaults.platforms. */
+  readonly platforms?: string;
 }
 
 export interface Resolved {
@@ -26,6 +30,8 @@ export interface Resolved {
   readonly group: GroupName | null;
   /** Catalog order: an image always after the one it builds on. */
   readonly images: readonly ImageSpec[];
+  /** The platforms to build, linux/amd64 first. */
+  readonly platforms: readonly PlatformName[];
 }
 
 /**
@@ -34,7 +40,13 @@ export interface Resolved {
  * `constructor`, `toString` are unknown, not inherited).
  */
 export function resolve(manifest: Manifest, selection: Selection = {}): Resolved {
-  checkInputs({ slurmVersion: selection.slurmVersion, flavor: selection.flavor, group: selection.image === undefined ? selection.group : undefined, image: selection.image });
+  checkInputs({
+    slurmVersion: selection.slurmVersion,
+    flavor: selection.flavor,
+    group: selection.image === undefined ? selection.group : undefined,
+    image: selection.image,
+    platforms: selection.platforms,
+  });
   const asked = selection.slurmVersion ?? manifest.defaults.slurmVersion;
   const line = Object.keys(manifest.slurm).find(
     (key) => key === asked || manifest.slurm[key]?.version === asked,
@@ -46,20 +58,61 @@ export function resolve(manifest: Manifest, selection: Selection = {}): Resolved
   }
   const flavorName = selection.flavor ?? manifest.defaults.flavor;
   const flavor = lookup("flavor", manifest.flavors, flavorName);
+  const platformsAsked = selection.platforms === undefined ? manifest.defaults.platforms : (splitPlatforms(selection.platforms) as PlatformName[]);
+  for (const platform of platformsAsked) {
+    if (!flavor.platforms.includes(platform)) {
+      throw new InvalidInputError("platforms", selection.platforms ?? platform, flavor.platforms, `flavor ${flavorName} is not built for ${platform} (its base image's platforms, flavors.${flavorName}.platforms in the manifest)`);
+    }
+  }
+  const platforms = sortPlatforms(platformsAsked);
   if (selection.image !== undefined) {
-    return { line, slurm, flavorName, flavor, group: null, images: [imageSpec(selection.image)] };
+    return { line, slurm, flavorName, flavor, group: null, images: [imageSpec(selection.image)], platforms };
   }
   const group = (selection.group ?? manifest.defaults.group) as GroupName;
-  return { line, slurm, flavorName, flavor, group, images: imagesOf(group) };
+  return { line, slurm, flavorName, flavor, group, images: imagesOf(group), platforms };
+}
+
+/** Inputs whose file differs by architecture: their url and sha256 are linux/amd64's, `arch` holds the others. */
+export const ARCH_INPUTS: readonly InputName[] = ["enroot", "enrootCaps", "kubectl"];
+
+/**
+ * A download's file for one platform. Downloads that do not differ by
+ * architecture (sources, the signing key) are the same for every platform;
+ * the others take `arch.<arch>`, and linux/amd64 falls back to url and sha256.
+ * An architecture with no entry has no pin (url kept, sha256 null).
+ */
+export function downloadFor(name: string, download: Download, platform: PlatformName = DEFAULT_PLATFORM): Download {
+  if (!(ARCH_INPUTS as readonly string[]).includes(name)) return download;
+  const arch = archOf(platform);
+  const pin = download.arch?.[arch];
+  if (pin) return { version: download.version, ...pin };
+  if (arch === "amd64") return download;
+  return { version: download.version, url: download.url, sha256: null, checksumSource: `no ${arch} file is pinned (arch.${arch} in the manifest)` };
+}
+
+/** The NVIDIA toolkit's apt repository path for a platform. */
+export function nvidiaRepository(manifest: Manifest, platform: PlatformName = DEFAULT_PLATFORM): string | null {
+  const arch = archOf(platform);
+  return manifest.nvidiaToolkit.arch?.[arch]?.repository ?? (arch === "amd64" ? manifest.nvidiaToolkit.repository : null);
 }
 
 /**
  * The downloads an image's build fetches, by name: the package set
  * (Dockerfile.packages) always fetches the Slurm and pyxis sources.
  */
-export function downloadsOf(manifest: Manifest, resolved: Resolved, image: ImageSpec): Record<string, Download> {
-  const inputs = Object.fromEntries(image.inputs.map((name: InputName) => [name, manifest.inputs[name]]));
+export function downloadsOf(manifest: Manifest, resolved: Resolved, image: ImageSpec, platform: PlatformName = DEFAULT_PLATFORM): Record<string, Download> {
+  const inputs = Object.fromEntries(image.inputs.map((name: InputName) => [name, downloadFor(name, manifest.inputs[name], platform)]));
   return { slurm: resolved.slurm, pyxis: manifest.inputs.pyxis, ...inputs };
+}
+
+/** What the error's example site manifest pins for a missing name ("inputs.kubectl (linux/arm64)"). */
+function example(missing: string): string {
+  const m = /^inputs\.(\w+)(?: \(linux\/(\w+)\))?$/.exec(missing);
+  if (!m) return '{"slurm": {"<line>": {"sha256": "<64 hex>"}}}';
+  const [, name, arch] = m;
+  return arch && arch !== "amd64"
+    ? `{"inputs": {"${name}": {"arch": {"${arch}": {"url": "<url>", "sha256": "<64 hex>"}}}}}`
+    : `{"inputs": {"${name}": {"sha256": "<64 hex>"}}}`;
 }
 
 export class MissingChecksumError extends Error {
@@ -67,21 +120,30 @@ export class MissingChecksumError extends Error {
     super(
       `no sha256 is pinned for ${missing.join(", ")}: refusing to build with an unchecked download. ` +
         "Supply the checksum in a site manifest (dagger call --manifest site.json ...), e.g. " +
-        '{"inputs": {"kubectl": {"sha256": "<64 hex>"}}}',
+        example(missing[0] ?? ""),
     );
     this.name = "MissingChecksumError";
   }
 }
 
 /**
- * Names of the downloads the resolved images need that nothing pins (no
- * sha256, nor a fingerprint for a key), e.g. "inputs.kubectl".
+ * Names of the downloads the resolved images need, on the resolved
+ * platforms, that nothing pins (no sha256, nor a fingerprint for a key),
+ * e.g. "inputs.pyxis" or, for a download that differs by architecture,
+ * "inputs.kubectl (linux/arm64)".
  */
 export function missingChecksums(manifest: Manifest, resolved: Resolved): string[] {
   const missing = new Set<string>();
-  for (const image of resolved.images) {
-    for (const [name, download] of Object.entries(downloadsOf(manifest, resolved, image))) {
-      if (download.sha256 === null && !download.fingerprint) missing.add(name === "slurm" ? `slurm.${resolved.line}` : `inputs.${name}`);
+  for (const platform of resolved.platforms) {
+    for (const image of resolved.images) {
+      for (const [name, download] of Object.entries(downloadsOf(manifest, resolved, image, platform))) {
+        if (download.sha256 !== null || download.fingerprint) continue;
+        if (name === "slurm") missing.add(`slurm.${resolved.line}`);
+        else missing.add((ARCH_INPUTS as readonly string[]).includes(name) ? `inputs.${name} (${platform})` : `inputs.${name}`);
+      }
+    }
+    if (resolved.images.some((image) => image.inputs.includes("nvidiaKey")) && nvidiaRepository(manifest, platform) === null) {
+      missing.add(`nvidiaToolkit.arch.${archOf(platform)}.repository (${platform})`);
     }
   }
   return [...missing];
@@ -98,9 +160,16 @@ export function baseImageRef(flavor: Flavor): string {
   return flavor.baseDigest ? `${flavor.baseImage}@${flavor.baseDigest}` : flavor.baseImage;
 }
 
-/** The Dockerfile's build arguments. An unknown checksum is passed empty, so that download fails. */
-export function buildArgs(manifest: Manifest, resolved: Resolved): Record<string, string> {
-  const { pyxis, enroot, enrootCaps, kubectl, nvidiaKey } = manifest.inputs;
+/**
+ * The Dockerfile's build arguments for one platform (each architecture's
+ * enroot, kubectl and NVIDIA repository). An unknown checksum is passed
+ * empty, so that download fails.
+ */
+export function buildArgs(manifest: Manifest, resolved: Resolved, platform: PlatformName = DEFAULT_PLATFORM): Record<string, string> {
+  const { pyxis, nvidiaKey } = manifest.inputs;
+  const enroot = downloadFor("enroot", manifest.inputs.enroot, platform);
+  const enrootCaps = downloadFor("enrootCaps", manifest.inputs.enrootCaps, platform);
+  const kubectl = downloadFor("kubectl", manifest.inputs.kubectl, platform);
   return {
     BASE_IMAGE: baseImageRef(resolved.flavor),
     SLURM_VERSION: resolved.slurm.version,
@@ -120,7 +189,7 @@ export function buildArgs(manifest: Manifest, resolved: Resolved): Record<string
     NVIDIA_KEY_URL: nvidiaKey.url,
     NVIDIA_KEY_SHA256: nvidiaKey.sha256 ?? "",
     NVIDIA_KEY_FINGERPRINT: nvidiaKey.fingerprint ?? "",
-    NVIDIA_REPO_URL: manifest.nvidiaToolkit.repository,
+    NVIDIA_REPO_URL: nvidiaRepository(manifest, platform) ?? "",
     NVIDIA_TOOLKIT_VERSION: manifest.nvidiaToolkit.version,
   };
 }
@@ -215,6 +284,10 @@ export interface PlanDocument {
   readonly sha8: string | null;
   readonly defaultBranch: string;
   readonly registry: string | null;
+  /** The platforms built; with more than one, every tag points at an image index holding them all. */
+  readonly platforms: readonly PlatformName[];
+  /** Each platform's build arguments (they differ in enroot, kubectl and the NVIDIA repository). */
+  readonly buildArgs: Readonly<Record<string, Record<string, string>>>;
   readonly missingChecksums: string[];
   readonly images: PlannedImage[];
 }
@@ -240,6 +313,8 @@ export function plan(manifest: Manifest, selection: Selection, destination: Dest
     sha8: destination.sha ? sha8(destination.sha) : null,
     defaultBranch: destination.defaultBranch ?? "main",
     registry: registry ?? null,
+    platforms: resolved.platforms,
+    buildArgs: Object.fromEntries(resolved.platforms.map((platform) => [platform, buildArgs(manifest, resolved, platform)])),
     missingChecksums: missingChecksums(manifest, resolved),
     images: resolved.images.map((image) => ({
       name: image.name,

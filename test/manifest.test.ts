@@ -20,7 +20,7 @@ describe("manifest.json", () => {
 
   it("has ubuntu24.04 as the default flavor and room for debian13 in the same family", () => {
     const manifest = loadManifest();
-    expect(manifest.defaults).toEqual({ slurmVersion: "25.11", flavor: "ubuntu24.04", group: "all" });
+    expect(manifest.defaults).toEqual({ slurmVersion: "25.11", flavor: "ubuntu24.04", group: "all", platforms: ["linux/amd64"] });
     expect(manifest.flavors["ubuntu24.04"]?.family).toBe("debian");
     expect(manifest.flavors["debian13"]?.family).toBe("debian");
   });

@@ -189,6 +189,6 @@ describe("plan", () => {
 
   it("reports downloads whose checksum is unknown without refusing to plan", () => {
     const unknown = loadManifest({ inputs: { kubectl: { sha256: null } } });
-    expect(plan(unknown, { group: "core" }).missingChecksums).toEqual(["inputs.kubectl"]);
+    expect(plan(unknown, { group: "core" }).missingChecksums).toEqual(["inputs.kubectl (linux/amd64)"]);
   });
 });
