@@ -1,7 +1,10 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
 import { CACHE_LABELS, scopeOf } from "../src/cache.js";
-import { cacheLabelsOf, cacheOptions, noCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { cacheLabelsOf, cacheOptions, noCache, prepareCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { createLogger } from "../src/log.js";
+import { loadManifest } from "../src/manifest.js";
+import { resolve } from "../src/plan.js";
 import { renderMarkdown, type Report } from "../src/report.js";
 import { queryOf } from "./support/dagger.js";
 
@@ -102,5 +105,16 @@ describe("the report's build-cache section", () => {
 
   it("names the cache labels", () => {
     expect(Object.values(CACHE_LABELS).every((l) => l.startsWith("org.slinky-containers.cache."))).toBe(true);
+  });
+});
+
+describe("a run of several platforms", () => {
+  it("does not use the build cache, and says why, before any registry request", async () => {
+    const manifest = loadManifest();
+    const resolved = resolve(manifest, { group: "core", platforms: "linux/amd64,linux/arm64" });
+    const options = cacheOptions({ registry: "r.example/p/cache", scope: { kind: "local" } });
+    const cached = await prepareCache(dag.directory(), manifest, resolved, options, createLogger());
+    expect(cached.plan).toBeNull();
+    expect(cached.disabled).toBe("the build cache holds single-platform images; this run builds linux/amd64, linux/arm64");
   });
 });
