@@ -6,10 +6,11 @@
  * The package set is either built or, on a build-cache hit, the filesystem of
  * the cache entry pulled by digest.
  */
-import { type Container, dag, type Directory, type Secret } from "@dagger.io/dagger";
+import { type Container, dag, type Directory, type Platform, type Secret } from "@dagger.io/dagger";
 import pLimit from "p-limit";
 import { type ImageSpec, OS_TARGETS, PACKAGES_TARGET } from "./catalog.js";
 import type { Manifest } from "./manifest.js";
+import { DEFAULT_PLATFORM, type PlatformName } from "./platform.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved } from "./plan.js";
 
 /** How many targets are asked of the engine at once. */
@@ -20,9 +21,10 @@ export function recipe(dockerfiles: Directory, resolved: Resolved): Directory {
   return dockerfiles.directory(resolved.flavor.family);
 }
 
-function args(manifest: Manifest, resolved: Resolved, baseImage?: string) {
-  const all = { ...buildArgs(manifest, resolved), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
-  return Object.entries(all).map(([name, value]) => ({ name, value }));
+/** One platform's dockerBuild options: its build arguments, and the platform itself (the engine emulates a foreign one). */
+function buildOptions(manifest: Manifest, resolved: Resolved, baseImage: string | undefined, platform: PlatformName) {
+  const all = { ...buildArgs(manifest, resolved, platform), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
+  return { buildArgs: Object.entries(all).map(([name, value]) => ({ name, value })), platform: platform as Platform };
 }
 
 /** Credentials to pull from a registry (the cache's). */
@@ -42,11 +44,17 @@ export function pulled(ref: string, auth?: PullAuth): Container {
 }
 
 /** The package set built from Dockerfile.packages (a FROM-scratch image). */
-export function packagesContainer(dockerfiles: Directory, manifest: Manifest, resolved: Resolved, baseImage?: string): Container {
+export function packagesContainer(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  baseImage?: string,
+  platform: PlatformName = DEFAULT_PLATFORM,
+): Container {
   return recipe(dockerfiles, resolved).dockerBuild({
     dockerfile: "Dockerfile.packages",
     target: PACKAGES_TARGET,
-    buildArgs: args(manifest, resolved, baseImage),
+    ...buildOptions(manifest, resolved, baseImage, platform),
   });
 }
 
@@ -57,9 +65,10 @@ export function packagesDirectory(
   resolved: Resolved,
   source: PackagesSource = { kind: "build" },
   baseImage?: string,
+  platform: PlatformName = DEFAULT_PLATFORM,
 ): Directory {
   if (source.kind === "cached") return pulled(source.ref, source.auth).rootfs();
-  return packagesContainer(dockerfiles, manifest, resolved, baseImage).rootfs();
+  return packagesContainer(dockerfiles, manifest, resolved, baseImage, platform).rootfs();
 }
 
 /**
@@ -67,9 +76,15 @@ export function packagesDirectory(
  * packages build puts the distribution installs beside the compile instead of
  * after it; the image builds then find them in the engine's cache.
  */
-export function osLayers(dockerfiles: Directory, manifest: Manifest, resolved: Resolved, baseImage?: string): Container[] {
+export function osLayers(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  baseImage?: string,
+  platform: PlatformName = DEFAULT_PLATFORM,
+): Container[] {
   return OS_TARGETS.map((target) =>
-    recipe(dockerfiles, resolved).dockerBuild({ dockerfile: "Dockerfile", target, buildArgs: args(manifest, resolved, baseImage) }),
+    recipe(dockerfiles, resolved).dockerBuild({ dockerfile: "Dockerfile", target, ...buildOptions(manifest, resolved, baseImage, platform) }),
   );
 }
 
@@ -83,9 +98,10 @@ export async function readyPackages(
   resolved: Resolved,
   source: PackagesSource = { kind: "build" },
   baseImage?: string,
+  platform: PlatformName = DEFAULT_PLATFORM,
 ): Promise<Directory> {
-  const packages = packagesDirectory(dockerfiles, manifest, resolved, source, baseImage);
-  await Promise.all([packages.sync(), ...osLayers(dockerfiles, manifest, resolved, baseImage).map((layer) => layer.sync())]);
+  const packages = packagesDirectory(dockerfiles, manifest, resolved, source, baseImage, platform);
+  await Promise.all([packages.sync(), ...osLayers(dockerfiles, manifest, resolved, baseImage, platform).map((layer) => layer.sync())]);
   return packages;
 }
 
@@ -97,6 +113,8 @@ export interface ImageOptions {
   baseImage?: string;
   /** Labels added after the plan's (the build cache's key and scope). */
   extraLabels?: Record<string, string>;
+  /** The platform to build (default linux/amd64); the package set given must be this platform's. */
+  platform?: PlatformName;
 }
 
 /** The container of one image, lazily: nothing runs until it is used. */
@@ -107,10 +125,11 @@ export function imageContainer(
   image: ImageSpec,
   options: ImageOptions = {},
 ): Container {
-  const packages = options.packages ?? packagesDirectory(dockerfiles, manifest, resolved, { kind: "build" }, options.baseImage);
+  const platform = options.platform ?? DEFAULT_PLATFORM;
+  const packages = options.packages ?? packagesDirectory(dockerfiles, manifest, resolved, { kind: "build" }, options.baseImage, platform);
   const built = recipe(dockerfiles, resolved)
     .withDirectory("packages", packages)
-    .dockerBuild({ dockerfile: "Dockerfile", target: image.target, buildArgs: args(manifest, resolved, options.baseImage) });
+    .dockerBuild({ dockerfile: "Dockerfile", target: image.target, ...buildOptions(manifest, resolved, options.baseImage, platform) });
   const labels = { ...imageLabels(manifest, resolved, image, options.provenance ?? {}), ...(options.extraLabels ?? {}) };
   return Object.entries(labels).reduce((container, [name, value]) => container.withLabel(name, value), built);
 }

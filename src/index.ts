@@ -14,6 +14,11 @@ import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
 
+/** " (linux/arm64)" after an image's name when a run builds several platforms. */
+function onPlatform(resolved: Resolved, platform: string): string {
+  return resolved.platforms.length > 1 ? ` (${platform})` : "";
+}
+
 /** One line on what the build cache did, for build-all and test. */
 function cacheLine(cached: CachedBuild): string {
   if (!cached.plan) return `build cache: not used (${cached.disabled})`;
@@ -64,15 +69,19 @@ export class SlinkyContainers {
     cachePassword?: Secret,
     /** Cache entries older than this many days are not reused. */
     cacheMaxAgeDays = 7,
+    /** The platform: linux/amd64 or linux/arm64 (emulated by the engine on another architecture). */
+    platform = "linux/amd64",
   ): Promise<Container> {
-    checkInputs({ image, slurmVersion, flavor });
-    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image });
+    checkInputs({ image, slurmVersion, flavor, platform });
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image, platforms: platform });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const entry = reusedEntry(cached, image);
     if (entry) return reusedContainer(entry, cached.options);
-    const packages = packagesDirectory(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage);
+    const chosen = resolved.platforms[0];
+    const packages = packagesDirectory(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, chosen);
     return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image), {
       packages,
+      platform: chosen,
       ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
     });
   }
@@ -97,22 +106,29 @@ export class SlinkyContainers {
     cachePassword?: Secret,
     /** Cache entries older than this many days are not reused. */
     cacheMaxAgeDays = 7,
+    /** Platforms, comma-separated: linux/amd64, linux/arm64 or both; default the manifest's defaults.platforms (linux/amd64). */
+    platforms?: string,
   ): Promise<string> {
-    checkInputs({ group, slurmVersion, flavor });
-    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
+    checkInputs({ group, slurmVersion, flavor, platforms });
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group, platforms });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
-    const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage) : undefined;
-    const outcomes = await forEachImage(resolved.images, async (image) => {
-      const entry = reusedEntry(cached, image.name);
-      if (entry) return `reused ${entry.ref}`;
-      await imageContainer(this.dockerfiles, manifest, resolved, image, {
-        packages,
-        ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
-      }).sync();
-      return "built";
-    });
-    return [cacheLine(cached), ...outcomes.map((o) => `${o.image}: ${o.value} in ${o.seconds}s`)].join("\n");
+    const lines = [cacheLine(cached)];
+    for (const platform of resolved.platforms) {
+      const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform) : undefined;
+      const outcomes = await forEachImage(resolved.images, async (image) => {
+        const entry = reusedEntry(cached, image.name);
+        if (entry) return `reused ${entry.ref}`;
+        await imageContainer(this.dockerfiles, manifest, resolved, image, {
+          packages,
+          platform,
+          ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+        }).sync();
+        return "built";
+      });
+      lines.push(...outcomes.map((o) => `${o.image}${onPlatform(resolved, platform)}: ${o.value} in ${o.seconds}s`));
+    }
+    return lines.join("\n");
   }
 
   /**
@@ -136,29 +152,35 @@ export class SlinkyContainers {
     cachePassword?: Secret,
     /** Cache entries older than this many days are not reused. */
     cacheMaxAgeDays = 7,
+    /** Platforms, comma-separated: linux/amd64, linux/arm64 or both; default the manifest's defaults.platforms (linux/amd64). */
+    platforms?: string,
   ): Promise<string> {
-    checkInputs({ group, slurmVersion, flavor });
-    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group });
+    checkInputs({ group, slurmVersion, flavor, platforms });
+    const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group, platforms });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
-    const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage) : undefined;
-    const outcomes = await forEachImage(resolved.images, (image) => {
-      const entry = reusedEntry(cached, image.name);
-      const container = entry
-        ? reusedContainer(entry, cached.options)
-        : imageContainer(this.dockerfiles, manifest, resolved, image, {
-            packages,
-            ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
-          });
-      return smokeTested(container, image.name, resolved.slurm.version).stdout();
-    });
-    return [
-      cacheLine(cached),
-      ...outcomes.map((o) => {
-        const entry = reusedEntry(cached, o.image);
-        return `${o.image}: smoke checks passed in ${o.seconds}s${entry ? ` (reused ${entry.ref})` : ""}`;
-      }),
-    ].join("\n");
+    const lines = [cacheLine(cached)];
+    for (const platform of resolved.platforms) {
+      const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform) : undefined;
+      const outcomes = await forEachImage(resolved.images, (image) => {
+        const entry = reusedEntry(cached, image.name);
+        const container = entry
+          ? reusedContainer(entry, cached.options)
+          : imageContainer(this.dockerfiles, manifest, resolved, image, {
+              packages,
+              platform,
+              ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+            });
+        return smokeTested(container, image.name, resolved.slurm.version).stdout();
+      });
+      lines.push(
+        ...outcomes.map((o) => {
+          const entry = reusedEntry(cached, o.image);
+          return `${o.image}${onPlatform(resolved, platform)}: smoke checks passed in ${o.seconds}s${entry ? ` (reused ${entry.ref})` : ""}`;
+        }),
+      );
+    }
+    return lines.join("\n");
   }
 
   /**
@@ -189,10 +211,12 @@ export class SlinkyContainers {
     cachePassword?: Secret,
     /** Cache entries older than this many days are not reused. */
     cacheMaxAgeDays = 7,
+    /** Platforms, comma-separated: linux/amd64, linux/arm64 or both; default the manifest's defaults.platforms (linux/amd64). */
+    platforms?: string,
   ): Promise<string> {
-    checkInputs({ slurmVersion, flavor, group, branch, commitSha: sha, registry, defaultBranch }, ["branch"]);
+    checkInputs({ slurmVersion, flavor, group, branch, commitSha: sha, registry, defaultBranch, platforms }, ["branch"]);
     const manifest = await this.manifest();
-    const document = plan(manifest, { slurmVersion, flavor, group }, { branch, sha, registry, defaultBranch });
+    const document = plan(manifest, { slurmVersion, flavor, group, platforms }, { branch, sha, registry, defaultBranch });
     const options = cacheOptions({
       registry: cacheRegistry,
       username: cacheUsername,
@@ -201,7 +225,7 @@ export class SlinkyContainers {
       scope: scopeOf(branch ?? "", defaultBranch),
     });
     if (!options) return JSON.stringify(document, null, 2);
-    const cached = await prepareCache(this.dockerfiles, manifest, resolve(manifest, { slurmVersion, flavor, group }), options, createLogger());
+    const cached = await prepareCache(this.dockerfiles, manifest, resolve(manifest, { slurmVersion, flavor, group, platforms }), options, createLogger());
     const cache = {
       registry: options.registry,
       scope: cached.plan ? cached.plan.scope : options.scope,
@@ -238,9 +262,11 @@ export class SlinkyContainers {
     group = "all",
     /** The commit's time (RFC 3339, e.g. $CI_COMMIT_TIMESTAMP): the images' created label. */
     commitTimestamp?: string,
+    /** Platforms, comma-separated: linux/amd64, linux/arm64 or both (then each tag holds an image index); default the manifest's defaults.platforms (linux/amd64). */
+    platforms?: string,
   ): Promise<string> {
-    checkInputs({ registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group }, ["commitTimestamp", "username"]);
-    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
+    checkInputs({ registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group, platforms }, ["commitTimestamp", "username"]);
+    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     return outcome(await engineRun(run, { check: false, push: "build", promote: false }));
   }
 
@@ -315,13 +341,15 @@ export class SlinkyContainers {
     cacheRegistry?: string,
     /** $BUILD_CACHE_MAX_AGE_DAYS: cache entries older than this are rebuilt. */
     cacheMaxAgeDays = 7,
+    /** $PLATFORMS: linux/amd64, linux/arm64 or both, comma-separated (then each tag holds an image index). */
+    platforms = "linux/amd64",
   ): Promise<Directory> {
     // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
     checkInputs(
-      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp },
+      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms },
       branch === "" ? ["branch", "registry", "username", "commitTimestamp"] : ["username", "commitTimestamp"],
     );
-    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group });
+    const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     const cache = cacheOptions({
       switch: buildCache,
       registry: cacheRegistry || (registry ? `${registry.replace(/\/+$/, "")}/cache` : undefined),

@@ -20,6 +20,7 @@ import {
 import type { ImageSpec } from "./catalog.js";
 import { createLogger, type Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
+import type { PlatformName } from "./platform.js";
 import { type Resolved, requireChecksums, resolve } from "./plan.js";
 import { parseRef, RegistryClient } from "./registry.js";
 import { runCi } from "./release.js";
@@ -32,6 +33,8 @@ export interface EngineRun {
   slurmVersion: string;
   flavor: string;
   group: string;
+  /** Comma-separated platforms; absent: the manifest's defaults.platforms. */
+  platforms?: string;
   /** Registry path, e.g. registry.gitlab.com/group/project (CI_REGISTRY_IMAGE). */
   registry: string;
   /** Empty in merge-request and tag pipelines: then nothing is pushed. */
@@ -70,28 +73,40 @@ export function publishable(container: Container, registry: string, username: st
   return container.withRegistryAuth(registryHost(registry), username, password);
 }
 
+/**
+ * Pushes one image: a single platform as it is, several as one OCI image
+ * index (Dagger's publish with platform variants), the tag on the index.
+ */
+export function publishIndex(variants: readonly Container[], ref: string, registry: string, username: string, password: Secret): Promise<string> {
+  if (variants.length === 1) return publishable(variants[0] as Container, registry, username, password).publish(ref);
+  return publishable(dag.container(), registry, username, password).publish(ref, { platformVariants: [...variants] });
+}
+
 /** Run the stages against the engine and return the report (never throws for a failed image). */
 export async function engineRun(run: EngineRun, stages: Stages): Promise<Report> {
-  const resolved: Resolved = resolve(run.manifest, { slurmVersion: run.slurmVersion, flavor: run.flavor, group: run.group });
+  const resolved: Resolved = resolve(run.manifest, { slurmVersion: run.slurmVersion, flavor: run.flavor, group: run.group, platforms: run.platforms });
   if (stages.push === "build") requireChecksums(run.manifest, resolved);
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
   const log = createLogger();
   const cacheStarted = Date.now();
   const cached = await prepareCache(run.dockerfiles, run.manifest, resolved, stages.push === "build" ? (run.cache ?? null) : null, log);
   const lookupMs = Date.now() - cacheStarted;
-  // The package set (built or pulled) and the OS layers, once, before the first image that is built.
-  let packages: ReturnType<typeof readyPackages> | undefined;
-  const ready = () => {
-    packages ??= readyPackages(run.dockerfiles, run.manifest, resolved, cached.packages, cached.baseImage);
-    return packages;
+  // Per platform: the package set (built or pulled) and the OS layers, once, before the first image that is built.
+  const packages = new Map<PlatformName, ReturnType<typeof readyPackages>>();
+  const ready = (platform: PlatformName) => {
+    if (!packages.has(platform)) packages.set(platform, readyPackages(run.dockerfiles, run.manifest, resolved, cached.packages, cached.baseImage, platform));
+    return packages.get(platform) as ReturnType<typeof readyPackages>;
   };
-  const container = async (name: string) =>
+  const container = async (name: string, platform: PlatformName = resolved.platforms[0] as PlatformName) =>
     imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), {
       provenance: { revision: run.commitSha, created: run.commitTimestamp },
-      packages: await ready(),
+      packages: await ready(platform),
+      platform,
       ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
       extraLabels: cacheLabelsOf(cached, name),
     });
+  /** Every platform's container of an image (one, on a single-platform run). */
+  const variants = (name: string) => Promise.all(resolved.platforms.map((platform) => container(name, platform)));
   let client: Promise<RegistryClient> | undefined;
   const getClient = () => {
     client ??= run.password
@@ -117,7 +132,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
           check: async (image: string) => {
             // A reused image passed these checks in the run that wrote its entry.
             if (reusedEntry(cached, image)) return;
-            await smokeTested(await container(image), image, resolved.slurm.version).sync();
+            await Promise.all((await variants(image)).map((variant) => smokeTested(variant, image, resolved.slurm.version).sync()));
           },
         }
       : {}),
@@ -126,7 +141,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
         ? async (image, ref) => {
             const entry = reusedEntry(cached, image);
             if (entry) return adopt(cached, entry, ref);
-            return publishable(await container(image), run.registry, run.username, run.password).publish(ref);
+            return publishIndex(await variants(image), ref, run.registry, run.username, run.password);
           }
         : async (_image, ref) => `${ref}@${(await (await getClient()).getManifest(ref)).digest}`,
     client: getClient,

@@ -173,6 +173,12 @@ export interface Manifest {
   bytes: Buffer;
 }
 
+/** One platform of an image index: e.g. linux/arm64 and its manifest's digest. */
+export interface PlatformDigest {
+  platform: string;
+  digest: string;
+}
+
 export interface ManifestHead {
   digest: string;
   mediaType: string;
@@ -555,6 +561,21 @@ export class RegistryClient {
       ok: [201, 202],
     });
     return res.status === 201;
+  }
+
+  /**
+   * Each platform's manifest digest in an image index (os/architecture[/variant]),
+   * in the index's order; empty for a single-platform image manifest.
+   */
+  static platformsOf(manifest: Manifest): PlatformDigest[] {
+    const doc = JSON.parse(manifest.bytes.toString("utf8")) as {
+      manifests?: { digest?: string; platform?: { os?: string; architecture?: string; variant?: string } }[];
+    };
+    return (doc.manifests ?? []).flatMap((child) =>
+      child.digest && child.platform?.os && child.platform.architecture
+        ? [{ platform: [child.platform.os, child.platform.architecture, child.platform.variant].filter(Boolean).join("/"), digest: child.digest }]
+        : [],
+    );
   }
 
   /**

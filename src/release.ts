@@ -13,7 +13,7 @@
  */
 import pLimit from "p-limit";
 import { silentLogger, type Logger } from "./log.js";
-import { formatRef, parseRef, type RegistryClient, RegistryError } from "./registry.js";
+import { formatRef, parseRef, type PlatformDigest, RegistryClient, RegistryError } from "./registry.js";
 import { imageRow, type ImageReport, type ProductionTag, type PromotionResult, type Report, type RunContext, type TagMove } from "./report.js";
 import { type BranchTags, branchTags, refSlug } from "./tags.js";
 
@@ -27,6 +27,8 @@ export interface PublishedImage {
   digest: string | null;
   mediaType: string | null;
   sizeBytes: number | null;
+  /** For an image index: each platform's manifest digest, as the registry holds it. */
+  platforms: PlatformDigest[];
   /** References set by this run: commit tag, then branch -latest. */
   references: string[];
   durationMs: number;
@@ -70,6 +72,7 @@ export async function publish(options: PublishOptions): Promise<PublishedImage[]
           digest: null,
           mediaType: null,
           sizeBytes: null,
+          platforms: [],
           references: [],
           durationMs: 0,
           error: null,
@@ -86,6 +89,7 @@ export async function publish(options: PublishOptions): Promise<PublishedImage[]
           row.mediaType = back.mediaType;
           row.references.push(commitRef);
           row.sizeBytes = await options.client.imageSize(back);
+          row.platforms = RegistryClient.platformsOf(back);
           if (options.moveBranchLatest ?? true) {
             await options.client.copyManifest({ ...repo, digest }, options.tags.branchLatest);
             row.references.push(formatRef({ ...repo, tag: options.tags.branchLatest }));
@@ -629,6 +633,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
     row.digest = p.digest;
     row.mediaType = p.mediaType;
     row.sizeBytes = p.sizeBytes;
+    row.platforms = [...p.platforms];
     row.references = [...p.references];
     row.publishMs = p.durationMs;
     row.error = p.error;

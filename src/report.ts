@@ -82,8 +82,11 @@ export interface ImageReport {
   pushed: boolean;
   /** Every reference that now points at `digest`: commit tag, branch -latest, production if promoted. */
   references: string[];
+  /** The digest every reference points at: an image index's when several platforms were built. */
   digest: string | null;
   mediaType: string | null;
+  /** For an image index: each platform's manifest digest, read from the registry. */
+  platforms: { platform: string; digest: string }[];
   /** Config plus compressed layers, as the registry stores them. */
   sizeBytes: number | null;
   publishMs: number | null;
@@ -163,6 +166,7 @@ export function imageRow(image: string): ImageReport {
     references: [],
     digest: null,
     mediaType: null,
+    platforms: [],
     sizeBytes: null,
     publishMs: null,
     promoted: false,
@@ -229,6 +233,13 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
     lines.push("", "## References", "");
     for (const i of refs) {
       for (const ref of i.references) lines.push(`- \`${ref}\`${i.digest ? ` -> \`${i.digest}\`` : ""}`);
+    }
+  }
+  const indexes = report.images.filter((i) => i.platforms.length > 0);
+  if (indexes.length > 0) {
+    lines.push("", "## Platforms", "", "| image | index digest | platform | platform digest |", "|---|---|---|---|");
+    for (const i of indexes) {
+      for (const p of i.platforms) lines.push(`| ${cell(i.image)} | \`${i.digest ?? "-"}\` | ${cell(p.platform)} | \`${p.digest}\` |`);
     }
   }
   const p = report.promotion;

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError, osLayers, packagesDirectory } from "../src/build.js";
 import { IMAGES, imageSpec, OS_TARGETS } from "../src/catalog.js";
 import { loadManifest } from "../src/manifest.js";
+import { SlinkyContainers } from "../src/index.js";
 import { resolve } from "../src/plan.js";
 import { queryOf } from "./support/dagger.js";
 
@@ -125,5 +126,51 @@ describe("a built image's cache labels", () => {
     );
     const labels = query.filter((s) => s.operation === "withLabel").map((s) => s.args!.name);
     expect(labels.slice(-2)).toEqual(["org.slinky-containers.cache.key", "org.slinky-containers.cache.scope"]);
+  });
+});
+
+describe("one platform's build", () => {
+  const manifest = loadManifest();
+  const dockerBuilds = (object: unknown) =>
+    queryOf(object)
+      .filter((step) => step.operation === "dockerBuild")
+      .map((step) => step.args as { target?: string; platform?: string; buildArgs?: { name: string; value: string }[] });
+  const arg = (step: { buildArgs?: { name: string; value: string }[] }, name: string) => step.buildArgs?.find((a) => a.name === name)?.value;
+
+  it("asks dockerBuild for linux/amd64 by default, with amd64's downloads", () => {
+    const resolved = resolve(manifest, { image: "sackd" });
+    const [build] = dockerBuilds(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd")));
+    expect(build?.platform).toBe("linux/amd64");
+    expect(arg(build!, "KUBECTL_URL")).toBe("https://dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubectl");
+  });
+
+  it("builds the package set, the OS layers and the image for linux/arm64 with arm64's downloads", () => {
+    const resolved = resolve(manifest, { image: "sackd", platforms: "linux/arm64" });
+    const packages = packagesDirectory(dag.directory(), manifest, resolved, { kind: "build" }, undefined, "linux/arm64");
+    const [packageSet] = dockerBuilds(packages);
+    expect([packageSet?.target, packageSet?.platform]).toEqual(["packages", "linux/arm64"]);
+    for (const layer of osLayers(dag.directory(), manifest, resolved, undefined, "linux/arm64")) {
+      expect(dockerBuilds(layer).map((b) => b.platform)).toEqual(["linux/arm64"]);
+    }
+    const image = dockerBuilds(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd"), { packages, platform: "linux/arm64" })).at(-1);
+    expect([image?.target, image?.platform]).toEqual(["sackd", "linux/arm64"]);
+    expect(arg(image!, "KUBECTL_URL")).toBe("https://dl.k8s.io/release/v1.35.0/bin/linux/arm64/kubectl");
+    expect(arg(image!, "KUBECTL_SHA256")).toBe("58f82f9fe796c375c5c4b8439850b0f3f4d401a52434052f2df46035a8789e25");
+    expect(arg(image!, "NVIDIA_REPO_URL")).toBe("https://nvidia.github.io/libnvidia-container/stable/deb/arm64");
+  });
+
+  it("dagger call build --image slurmd --platform linux/arm64 returns the arm64 container", async () => {
+    const module = new SlinkyContainers(dag.directory());
+    const container = await module.build("slurmd", "25.11", "ubuntu24.04", undefined, undefined, undefined, 7, "linux/arm64");
+    // The package set goes in as withDirectory's argument (its own arm64 build, checked above).
+    expect(dockerBuilds(container).map((b) => [b.target, b.platform])).toEqual([["slurmd", "linux/arm64"]]);
+    expect(queryOf(container).map((step) => step.operation)).toContain("withDirectory");
+  });
+
+  it("dagger call build --image slurmd-pyxis --platform linux/arm64 is refused: the arm64 enroot .debs are not pinned", async () => {
+    const module = new SlinkyContainers(dag.directory());
+    await expect(module.build("slurmd-pyxis", "25.11", "ubuntu24.04", undefined, undefined, undefined, 7, "linux/arm64")).rejects.toThrow(
+      /^no sha256 is pinned for inputs\.enroot \(linux\/arm64\), inputs\.enrootCaps \(linux\/arm64\): refusing to build/,
+    );
   });
 });

@@ -37,6 +37,7 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
     expect(module.methods.build!.returnType).toEqual({ kind: "OBJECT_KIND", name: "Container" });
     expect(args("build")).toEqual({
       image: ["STRING_KIND", "required", undefined],
+      platform: ["STRING_KIND", "required", "linux/amd64"],
       slurmVersion: ["STRING_KIND", "required", "25.11"],
       flavor: ["STRING_KIND", "required", "ubuntu24.04"],
       ...CACHE_ARGS,
@@ -55,6 +56,7 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
     expect(module.methods.test!.returnType).toEqual({ kind: "STRING_KIND" });
     expect(args("test")).toEqual({
       group: ["STRING_KIND", "required", "all"],
+      platforms: ["STRING_KIND", "optional", undefined],
       slurmVersion: ["STRING_KIND", "required", "25.11"],
       flavor: ["STRING_KIND", "required", "ubuntu24.04"],
       ...CACHE_ARGS,
@@ -72,6 +74,7 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
       registry: ["STRING_KIND", "optional", undefined],
       defaultBranch: ["STRING_KIND", "required", "main"],
       ...CACHE_ARGS,
+      platforms: ["STRING_KIND", "optional", undefined],
     });
   });
 

@@ -26,7 +26,9 @@ type Field =
   | "slurmVersion"
   | "flavor"
   | "group"
-  | "image";
+  | "image"
+  | "platform"
+  | "platforms";
 
 const LABEL: Record<Field, string> = {
   registry: "registry",
@@ -40,6 +42,8 @@ const LABEL: Record<Field, string> = {
   flavor: "flavor",
   group: "group",
   image: "image",
+  platform: "platform",
+  platforms: "platforms",
 };
 
 type Args = Record<Field, string>;
@@ -55,6 +59,8 @@ const VALID: Args = {
   flavor: "ubuntu24.04",
   group: "core",
   image: "slurmd",
+  platform: "linux/amd64",
+  platforms: "linux/amd64,linux/arm64",
 };
 
 let password: Secret;
@@ -62,25 +68,34 @@ const module = new SlinkyContainers(dag.directory());
 
 /** Every entry point, called with the arguments it takes (positional, as the class declares them). */
 const ENTRY: Record<string, { takes: Field[]; call: (a: Args) => Promise<unknown> }> = {
-  build: { takes: ["image", "slurmVersion", "flavor"], call: (a) => module.build(a.image, a.slurmVersion, a.flavor) },
-  "build-all": { takes: ["group", "slurmVersion", "flavor"], call: (a) => module.buildAll(a.group, a.slurmVersion, a.flavor) },
-  test: { takes: ["group", "slurmVersion", "flavor"], call: (a) => module.test(a.group, a.slurmVersion, a.flavor) },
+  build: {
+    takes: ["image", "slurmVersion", "flavor", "platform"],
+    call: (a) => module.build(a.image, a.slurmVersion, a.flavor, undefined, undefined, undefined, 7, a.platform),
+  },
+  "build-all": {
+    takes: ["group", "slurmVersion", "flavor", "platforms"],
+    call: (a) => module.buildAll(a.group, a.slurmVersion, a.flavor, undefined, undefined, undefined, 7, a.platforms),
+  },
+  test: {
+    takes: ["group", "slurmVersion", "flavor", "platforms"],
+    call: (a) => module.test(a.group, a.slurmVersion, a.flavor, undefined, undefined, undefined, 7, a.platforms),
+  },
   plan: {
-    takes: ["slurmVersion", "flavor", "group", "branch", "commitSha", "registry", "defaultBranch"],
-    call: (a) => module.plan(a.slurmVersion, a.flavor, a.group, a.branch, a.commitSha, a.registry, a.defaultBranch),
+    takes: ["slurmVersion", "flavor", "group", "branch", "commitSha", "registry", "defaultBranch", "platforms"],
+    call: (a) => module.plan(a.slurmVersion, a.flavor, a.group, a.branch, a.commitSha, a.registry, a.defaultBranch, undefined, undefined, undefined, 7, a.platforms),
   },
   publish: {
-    takes: ["registry", "branch", "commitSha", "username", "slurmVersion", "flavor", "group", "commitTimestamp"],
-    call: (a) => module.publish(a.registry, a.branch, a.commitSha, a.username, password, a.slurmVersion, a.flavor, a.group, a.commitTimestamp),
+    takes: ["registry", "branch", "commitSha", "username", "slurmVersion", "flavor", "group", "commitTimestamp", "platforms"],
+    call: (a) => module.publish(a.registry, a.branch, a.commitSha, a.username, password, a.slurmVersion, a.flavor, a.group, a.commitTimestamp, a.platforms),
   },
   promote: {
     takes: ["registry", "commitSha", "username", "branch", "slurmVersion", "flavor", "group", "defaultBranch"],
     call: (a) => module.promote(a.registry, a.commitSha, a.username, password, a.branch, a.slurmVersion, a.flavor, a.group, a.defaultBranch),
   },
   ci: {
-    takes: ["branch", "commitSha", "defaultBranch", "pipelineSource", "registry", "username", "slurmVersion", "flavor", "group", "commitTimestamp"],
+    takes: ["branch", "commitSha", "defaultBranch", "pipelineSource", "registry", "username", "slurmVersion", "flavor", "group", "commitTimestamp", "platforms"],
     call: (a) =>
-      module.ci(a.branch, a.commitSha, a.defaultBranch, a.pipelineSource, a.registry, a.username, password, a.slurmVersion, a.flavor, a.group, a.commitTimestamp),
+      module.ci(a.branch, a.commitSha, a.defaultBranch, a.pipelineSource, a.registry, a.username, password, a.slurmVersion, a.flavor, a.group, a.commitTimestamp, "on", undefined, 7, a.platforms),
   },
 };
 
@@ -88,6 +103,15 @@ const long = (n: number) => "a".repeat(n);
 
 /** [field, bad value, what the error says, entry points where this value is valid (an empty branch: no branch)]. */
 const BAD: [Field, string, RegExp, string[]?][] = [
+  // platforms
+  ["platform", "linux/arm", /^unknown platform "linux\/arm": valid values are linux\/amd64, linux\/arm64$/],
+  ["platform", "linux/amd64,linux/arm64", /^unknown platform "linux\/amd64,linux\/arm64": valid values are linux\/amd64, linux\/arm64$/],
+  ["platform", "", /^unknown platform "": valid values/],
+  ["platforms", "linux/amd64,linux/amd64", /invalid platforms "linux\/amd64,linux\/amd64": linux\/amd64 is given twice: valid values are linux\/amd64, linux\/arm64, a comma-separated list/],
+  ["platforms", "windows/amd64", /"windows\/amd64" is not a platform/],
+  ["platforms", "linux/amd64;linux/arm64", /"linux\/amd64;linux\/arm64" is not a platform/],
+  ["platforms", "", /invalid platforms "": it is empty/],
+  ["platforms", "linux/amd64,,linux/arm64", /it has an empty entry/],
   // registry path
   ["registry", "Registry.Example.com/group", /not a lowercase host name/],
   ["registry", "registry.example.com/Group/Project", /path must be lowercase/],

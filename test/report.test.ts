@@ -71,6 +71,30 @@ describe("report rendering", () => {
     expect(md).toMatch(/## Failures\n\n- login: push blob x: authentication failed/);
   });
 
+  it("lists each platform's digest under the index digest, and no platform section for single-platform images", () => {
+    expect(renderMarkdown(sample())).not.toContain("## Platforms");
+    const report = sample();
+    const D2 = `sha256:${"2".repeat(64)}`;
+    const D3 = `sha256:${"3".repeat(64)}`;
+    report.images[0] = {
+      ...report.images[0]!,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      platforms: [
+        { platform: "linux/amd64", digest: D2 },
+        { platform: "linux/arm64", digest: D3 },
+      ],
+    };
+    const md = renderMarkdown(report);
+    expect(md).toContain(
+      `## Platforms\n\n| image | index digest | platform | platform digest |\n|---|---|---|---|\n` +
+        `| slurmd | \`${D1}\` | linux/amd64 | \`${D2}\` |\n| slurmd | \`${D1}\` | linux/arm64 | \`${D3}\` |`,
+    );
+    expect(JSON.parse(renderJson(report)).images[0].platforms).toEqual([
+      { platform: "linux/amd64", digest: D2 },
+      { platform: "linux/arm64", digest: D3 },
+    ]);
+  });
+
   it("scrubs registered secrets, also JSON-escaped and base64-encoded", () => {
     const scrubber = new SecretScrubber();
     const secret = 'pa"ss\\word-42';

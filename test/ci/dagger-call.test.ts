@@ -32,7 +32,7 @@ describe("the job's dagger call matches the module's `ci` function", () => {
   it("passes exactly the expected flags, the password only as env:", () => {
     const flags = jobFlags();
     expect([...flags.keys()].sort()).toEqual(
-      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp", "build-cache", "cache-max-age-days"].sort(),
+      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp", "build-cache", "cache-max-age-days", "platforms"].sort(),
     );
     expect(flags.get("password")).toBe("env:CI_REGISTRY_PASSWORD");
     expect(flags.get("commit-timestamp")).toBe('"${CI_COMMIT_TIMESTAMP:-}"');

@@ -227,6 +227,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(flag(argv, "--slurm-version")).toBe("25.11");
     expect(flag(argv, "--flavor")).toBe("ubuntu24.04");
     expect(flag(argv, "--group")).toBe("all");
+    expect(flag(argv, "--platforms")).toBe("linux/amd64");
     // the secret reaches the CLI through the environment only, never argv or the log
     expect(envSeen.PASSWORD_SHA256).toBe(sha256(canary));
     expect(argv.join(" ")).not.toContain(canary);
@@ -240,7 +241,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(artifactExists).toBe(true);
   }, 90_000);
 
-  it("on feature/x with SLURM_VERSION, LINUX_FLAVOR, BUILD_GROUP, BUILD_CACHE overridden: the overrides reach the call", async () => {
+  it("on feature/x with SLURM_VERSION, LINUX_FLAVOR, BUILD_GROUP, BUILD_CACHE, PLATFORMS overridden: the overrides reach the call", async () => {
     await checkout(repo, "feature/x");
     try {
       const { r, argv } = await runJob([
@@ -252,6 +253,8 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
         "BUILD_GROUP=core",
         "--variable",
         "BUILD_CACHE=off",
+        "--variable",
+        "PLATFORMS=linux/amd64,linux/arm64",
       ]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(flag(argv, "--branch")).toBe("feature/x");
@@ -260,6 +263,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       expect(flag(argv, "--flavor")).toBe("debian13");
       expect(flag(argv, "--group")).toBe("core");
       expect(flag(argv, "--build-cache")).toBe("off");
+      expect(flag(argv, "--platforms")).toBe("linux/amd64,linux/arm64");
       expect(flag(argv, "--cache-max-age-days")).toBe("7");
     } finally {
       await checkout(repo, "main");

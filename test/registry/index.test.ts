@@ -147,6 +147,11 @@ describe("a two-platform image index through publish and promote (token auth)", 
       const indexDigest = digestOf(index);
       expect(row.digest).toBe(indexDigest);
       expect(row.mediaType).toBe(MEDIA_TYPES.ociIndex);
+      // The report's platform digests, read from the registry: each platform's manifest as pushed.
+      expect(row.platforms).toEqual([
+        { platform: "linux/amd64", digest: children[0]!.digest },
+        { platform: "linux/arm64/v8", digest: children[1]!.digest },
+      ]);
       // Both platforms' config and layer: the size is the index's, not one platform's.
       expect(row.sizeBytes).toBe(children.reduce((sum, c) => sum + c.config.length + c.layer.length, 0));
       for (const tag of [tags.commit, tags.branchLatest, tags.production!]) {
