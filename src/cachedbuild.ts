@@ -6,7 +6,18 @@
  * cache off for the run, with a warning: a cache never fails a build.
  */
 import { type Container, dag, type Directory, ExistsType, type Secret } from "@dagger.io/dagger";
-import { packagesContainer, type PackagesSource, type PullAuth, pulled, recipe } from "./build.js";
+import {
+  forEachImage,
+  imageContainer,
+  type Outcome,
+  packagesContainer,
+  type PackagesSource,
+  type PullAuth,
+  pulled,
+  readyPackages,
+  recipe,
+} from "./build.js";
+import type { ImageSpec } from "./catalog.js";
 import {
   type CacheEntry,
   type CachePlan,
@@ -24,6 +35,7 @@ import { checkInputs, InvalidInputError } from "./inputs.js";
 import { type ContextReader, encodeParts, runKeys } from "./keys.js";
 import type { Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
+import type { PlatformName } from "./platform.js";
 import { buildArgs, type Resolved } from "./plan.js";
 import { copyAcross } from "./cache.js";
 import { formatRef, parseRef, RegistryClient } from "./registry.js";
@@ -184,6 +196,49 @@ export function cacheLabelsOf(cached: CachedBuild, image: string): Record<string
 /** A reused image as a container (pulled by digest, with the cache's credentials), for `build` and `test`. */
 export function reusedContainer(entry: CacheEntry, options: CacheOptions | null = null): Container {
   return pulled(entry.ref, options ? authOf(options).auth : undefined);
+}
+
+/** One image of a local run on one platform: the entry it reuses, or the image built. */
+export interface RunImage {
+  readonly image: ImageSpec;
+  readonly platform: PlatformName;
+  readonly entry: CacheEntry | null;
+  /** Lazy: the reused entry pulled by digest, or the image built with the run's package set. */
+  readonly container: Container;
+}
+
+/**
+ * Runs `work` for every image of a local run (build-all, test) on every
+ * platform, bounded, naming every failure. The package set is readied (pulled,
+ * or built beside the OS layers) only when some image is not reused.
+ */
+export async function forEachRunImage<T>(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  cached: CachedBuild,
+  work: (item: RunImage) => Promise<T>,
+): Promise<{ platform: PlatformName; outcomes: Outcome<T>[] }[]> {
+  const building = resolved.images.some((image) => !reusedEntry(cached, image.name));
+  const runs: { platform: PlatformName; outcomes: Outcome<T>[] }[] = [];
+  for (const platform of resolved.platforms) {
+    const packages = building
+      ? await readyPackages(dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform)
+      : undefined;
+    const outcomes = await forEachImage(resolved.images, (image) => {
+      const entry = reusedEntry(cached, image.name);
+      const container = entry
+        ? reusedContainer(entry, cached.options)
+        : imageContainer(dockerfiles, manifest, resolved, image, {
+            packages,
+            platform,
+            ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+          });
+      return work({ image, platform, entry, container });
+    });
+    runs.push({ platform, outcomes });
+  }
+  return runs;
 }
 
 /**

@@ -4,9 +4,9 @@
  * target of that graph.
  */
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
-import { forEachImage, imageContainer, packagesDirectory, readyPackages } from "./build.js";
+import { imageContainer, packagesDirectory } from "./build.js";
 import { scopeOf, summaryRows } from "./cache.js";
-import { type CachedBuild, cacheOptions, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
+import { type CachedBuild, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
 import { createLogger } from "./log.js";
 import { imageSpec } from "./catalog.js";
 import { checkInputs, InvalidInputError } from "./inputs.js";
@@ -112,23 +112,15 @@ export class SlinkyContainers {
     checkInputs({ group, slurmVersion, flavor, platforms });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group, platforms });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
-    const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
-    const lines = [cacheLine(cached)];
-    for (const platform of resolved.platforms) {
-      const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform) : undefined;
-      const outcomes = await forEachImage(resolved.images, async (image) => {
-        const entry = reusedEntry(cached, image.name);
-        if (entry) return `reused ${entry.ref}`;
-        await imageContainer(this.dockerfiles, manifest, resolved, image, {
-          packages,
-          platform,
-          ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
-        }).sync();
-        return "built";
-      });
-      lines.push(...outcomes.map((o) => `${o.image}${onPlatform(resolved, platform)}: ${o.value} in ${o.seconds}s`));
-    }
-    return lines.join("\n");
+    const runs = await forEachRunImage(this.dockerfiles, manifest, resolved, cached, async ({ entry, container }) => {
+      if (entry) return `reused ${entry.ref}`;
+      await container.sync();
+      return "built";
+    });
+    const lines = runs.flatMap(({ platform, outcomes }) =>
+      outcomes.map((o) => `${o.image}${onPlatform(resolved, platform)}: ${o.value} in ${o.seconds}s`),
+    );
+    return [cacheLine(cached), ...lines].join("\n");
   }
 
   /**
@@ -158,29 +150,14 @@ export class SlinkyContainers {
     checkInputs({ group, slurmVersion, flavor, platforms });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group, platforms });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
-    const toBuild = resolved.images.filter((image) => !reusedEntry(cached, image.name));
-    const lines = [cacheLine(cached)];
-    for (const platform of resolved.platforms) {
-      const packages = toBuild.length > 0 ? await readyPackages(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform) : undefined;
-      const outcomes = await forEachImage(resolved.images, (image) => {
-        const entry = reusedEntry(cached, image.name);
-        const container = entry
-          ? reusedContainer(entry, cached.options)
-          : imageContainer(this.dockerfiles, manifest, resolved, image, {
-              packages,
-              platform,
-              ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
-            });
-        return smokeTested(container, image.name, resolved.slurm.version).stdout();
-      });
-      lines.push(
-        ...outcomes.map((o) => {
-          const entry = reusedEntry(cached, o.image);
-          return `${o.image}${onPlatform(resolved, platform)}: smoke checks passed in ${o.seconds}s${entry ? ` (reused ${entry.ref})` : ""}`;
-        }),
-      );
-    }
-    return lines.join("\n");
+    const runs = await forEachRunImage(this.dockerfiles, manifest, resolved, cached, async ({ image, entry, container }) => {
+      await smokeTested(container, image.name, resolved.slurm.version).stdout();
+      return entry ? ` (reused ${entry.ref})` : "";
+    });
+    const lines = runs.flatMap(({ platform, outcomes }) =>
+      outcomes.map((o) => `${o.image}${onPlatform(resolved, platform)}: smoke checks passed in ${o.seconds}s${o.value}`),
+    );
+    return [cacheLine(cached), ...lines].join("\n");
   }
 
   /**
