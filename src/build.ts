@@ -23,8 +23,7 @@ export function recipe(dockerfiles: Directory, resolved: Resolved): Directory {
 
 /** One platform's dockerBuild options: its build arguments, and the platform itself (the engine emulates a foreign one). */
 function buildOptions(manifest: Manifest, resolved: Resolved, baseImage: string | undefined, platform: PlatformName) {
-  const all = { ...buildArgs(manifest, resolved, platform), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
-  return { buildArgs: Object.entries(all).map(([name, value]) => ({ name, value })), platform: platform as Platform };
+  return { buildArgs: Object.entries(buildArgs(manifest, resolved, platform, baseImage)).map(([name, value]) => ({ name, value })), platform: platform as Platform };
 }
 
 /** Credentials to pull from a registry (the cache's). */

@@ -147,7 +147,7 @@ export async function prepareCache(
   try {
     const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
     const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
-    const args = { ...buildArgs(manifest, resolved, platform), ...(baseImage ? { BASE_IMAGE: baseImage } : {}) };
+    const args = buildArgs(manifest, resolved, platform, baseImage);
     const keys = await runKeys({ manifest, resolved, context: directoryContext(recipe(dockerfiles, resolved)), buildArgs: args, baseDigest, platform });
     const plan = await planCache({
       client: await getClient(),
@@ -164,7 +164,7 @@ export async function prepareCache(
       disabled: null,
       plan,
       warnings,
-      ...(baseImage ? { baseImage } : {}),
+      baseImage,
       packages: plan.packages.hit ? { kind: "cached", ref: plan.packages.entry.ref, ...authOf(options) } : { kind: "build" },
       builtAt: new Date().toISOString(),
       client: getClient,
@@ -232,7 +232,7 @@ export async function forEachRunImage<T>(
         : imageContainer(dockerfiles, manifest, resolved, image, {
             packages,
             platform,
-            ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+            baseImage: cached.baseImage,
           });
       return work({ image, platform, entry, container });
     });

@@ -82,7 +82,7 @@ export class SlinkyContainers {
     return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image), {
       packages,
       platform: chosen,
-      ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+      baseImage: cached.baseImage,
     });
   }
 

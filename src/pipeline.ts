@@ -102,7 +102,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
       provenance: { revision: run.commitSha, created: run.commitTimestamp },
       packages: await ready(platform),
       platform,
-      ...(cached.baseImage ? { baseImage: cached.baseImage } : {}),
+      baseImage: cached.baseImage,
       extraLabels: cacheLabelsOf(cached, name),
     });
   /** Every platform's container of an image (one, on a single-platform run). */

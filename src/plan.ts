@@ -163,15 +163,21 @@ export function baseImageRef(flavor: Flavor): string {
 /**
  * The Dockerfile's build arguments for one platform (each architecture's
  * enroot, kubectl and NVIDIA repository). An unknown checksum is passed
- * empty, so that download fails.
+ * empty, so that download fails. `baseImage` replaces the flavor's base
+ * reference (the build cache's base by digest, when the manifest pins none).
  */
-export function buildArgs(manifest: Manifest, resolved: Resolved, platform: PlatformName = DEFAULT_PLATFORM): Record<string, string> {
+export function buildArgs(
+  manifest: Manifest,
+  resolved: Resolved,
+  platform: PlatformName = DEFAULT_PLATFORM,
+  baseImage?: string,
+): Record<string, string> {
   const { pyxis, nvidiaKey } = manifest.inputs;
   const enroot = downloadFor("enroot", manifest.inputs.enroot, platform);
   const enrootCaps = downloadFor("enrootCaps", manifest.inputs.enrootCaps, platform);
   const kubectl = downloadFor("kubectl", manifest.inputs.kubectl, platform);
   return {
-    BASE_IMAGE: baseImageRef(resolved.flavor),
+    BASE_IMAGE: baseImage ?? baseImageRef(resolved.flavor),
     SLURM_VERSION: resolved.slurm.version,
     SLURM_URL: resolved.slurm.url,
     SLURM_SHA256: resolved.slurm.sha256 ?? "",
