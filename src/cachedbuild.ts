@@ -38,7 +38,7 @@ import type { Manifest } from "./manifest.js";
 import type { PlatformName } from "./platform.js";
 import { buildArgs, type Resolved } from "./plan.js";
 import { copyAcross } from "./cache.js";
-import { formatRef, parseRef, RegistryClient } from "./registry.js";
+import { formatRef, type ImageRef, parseRef, RegistryClient } from "./registry.js";
 
 /**
  * The recipe Directory as the key computation reads it. Walks with `entries`
@@ -252,6 +252,32 @@ export async function adopt(cached: CachedBuild, entry: CacheEntry, ref: string)
 }
 
 /**
+ * The package set this run built, as the cache entry to push: the run's
+ * platform (the cache serves single-platform runs only), its labels, and the
+ * cache's credentials. Lazy: the engine shares it with the build it repeats.
+ */
+export function packagesEntry(
+  cached: CachedBuild,
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+): { container: Container; repository: ImageRef; ref: string; newest: string } {
+  const plan = cached.plan;
+  if (!plan || !cached.options) throw new Error("the build cache is off");
+  const key = plan.keys.packages;
+  const repository = cacheRepository(plan.registry, "packages");
+  const ref = formatRef({ ...repository, tag: entryTag(key.key, plan.scope) });
+  let container = packagesContainer(dockerfiles, manifest, resolved, cached.baseImage, resolved.platforms[0]);
+  for (const [name, value] of Object.entries(entryLabels(key.key, plan.scope, cached.builtAt, encodeParts(key.parts)))) {
+    container = container.withLabel(name, value);
+  }
+  if (cached.options.username && cached.options.password) {
+    container = container.withRegistryAuth(repository.registry, cached.options.username, cached.options.password);
+  }
+  return { container, repository, ref, newest: newestTag(plan.scope) };
+}
+
+/**
  * Writes the package set this run built as a cache entry: pushed (a small
  * image of .deb files) with its labels, then named the scope's newest.
  * Returns the entry's reference, or throws (the caller makes it a warning).
@@ -262,21 +288,10 @@ export async function writePackages(
   manifest: Manifest,
   resolved: Resolved,
 ): Promise<string> {
-  const plan = cached.plan;
-  if (!plan || !cached.options) throw new Error("the build cache is off");
-  const key = plan.keys.packages;
-  const repository = cacheRepository(plan.registry, "packages");
-  const ref = formatRef({ ...repository, tag: entryTag(key.key, plan.scope) });
-  let container = packagesContainer(dockerfiles, manifest, resolved, cached.baseImage);
-  for (const [name, value] of Object.entries(entryLabels(key.key, plan.scope, cached.builtAt, encodeParts(key.parts)))) {
-    container = container.withLabel(name, value);
-  }
-  if (cached.options.username && cached.options.password) {
-    container = container.withRegistryAuth(repository.registry, cached.options.username, cached.options.password);
-  }
+  const { container, repository, ref, newest } = packagesEntry(cached, dockerfiles, manifest, resolved);
   const pushed = await container.publish(ref);
   const digest = parseRef(pushed).digest as string;
-  await copyAcross(await cached.client(), { ...repository, digest }, { ...repository, tag: newestTag(plan.scope) });
+  await copyAcross(await cached.client(), { ...repository, digest }, { ...repository, tag: newest });
   return `${formatRef(repository)}@${digest}`;
 }
 

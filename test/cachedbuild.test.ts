@@ -1,7 +1,7 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
 import { CACHE_LABELS, scopeOf } from "../src/cache.js";
-import { cacheLabelsOf, cacheOptions, noCache, prepareCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { type CachedBuild, cacheLabelsOf, cacheOptions, noCache, packagesEntry, prepareCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
 import { createLogger } from "../src/log.js";
 import { loadManifest } from "../src/manifest.js";
 import { resolve } from "../src/plan.js";
@@ -116,5 +116,34 @@ describe("a run of several platforms", () => {
     const cached = await prepareCache(dag.directory(), manifest, resolved, options, createLogger());
     expect(cached.plan).toBeNull();
     expect(cached.disabled).toBe("the build cache holds single-platform images; this run builds linux/amd64, linux/arm64");
+  });
+});
+
+describe("the package set's cache entry", () => {
+  it("is the package set of the run's platform, labelled with its key and scope, under the cache's packages repository", () => {
+    const manifest = loadManifest();
+    const resolved = resolve(manifest, { group: "core", platforms: "linux/arm64" });
+    const options = cacheOptions({ registry: "r.example/p/cache", scope });
+    const key = "a".repeat(64);
+    const cached: CachedBuild = {
+      ...noCache("unused"),
+      disabled: null,
+      options,
+      plan: {
+        registry: "r.example/p/cache",
+        scope,
+        maxAgeDays: 7,
+        keys: { baseDigest: `sha256:${"b".repeat(64)}`, packages: { key, parts: {} }, images: {} },
+        packages: { hit: false, reason: "no entry", warnings: [], changed: null },
+        images: {},
+      },
+    };
+    const entry = packagesEntry(cached, dag.directory(), manifest, resolved);
+    expect(entry.ref.startsWith("r.example/p/cache/packages:")).toBe(true);
+    const steps = queryOf(entry.container);
+    const build = steps.find((step) => step.operation === "dockerBuild")?.args as { target?: string; platform?: string };
+    expect([build?.target, build?.platform]).toEqual(["packages", "linux/arm64"]);
+    const labels = steps.filter((step) => step.operation === "withLabel").map((step) => (step.args as { name: string; value: string }).name);
+    expect(labels).toEqual(expect.arrayContaining([CACHE_LABELS.key, CACHE_LABELS.scope]));
   });
 });
