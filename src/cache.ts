@@ -233,24 +233,7 @@ export async function copyAcross(client: RegistryClient, source: ImageRef, targe
   if (source.registry !== target.registry) {
     throw new Error(`copy ${formatRef(source)} to ${formatRef(target)}: across registries a manifest copy cannot keep the digest`);
   }
-  const manifest = await client.getManifest(source);
-  const doc = JSON.parse(manifest.bytes.toString("utf8")) as { config: { digest: string }; layers: { digest: string }[] };
-  const blobs = [doc.config.digest, ...doc.layers.map((l) => l.digest)];
-  if (source.repository !== target.repository) {
-    for (const digest of blobs) {
-      if (!(await client.mountBlob(target, digest, source.repository))) {
-        await client.uploadBlob(target, await client.getBlob(source, digest));
-      }
-    }
-  }
-  await client.putManifest(target, manifest.bytes, manifest.mediaType);
-  const back = await client.getManifest(target);
-  if (back.digest !== source.digest) {
-    throw new RegistryError(`copy to ${formatRef(target)}: read back ${back.digest}, expected ${source.digest}`, {
-      ref: formatRef(target),
-      operation: "copy manifest",
-    });
-  }
+  const back = await client.copyManifest(source, target.tag, target.repository);
   return `${formatRef(target)}@${back.digest}`;
 }
 

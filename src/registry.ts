@@ -411,11 +411,14 @@ export class RegistryClient {
   }
 
   /**
-   * Copy the manifest at `source` (which must carry a digest) to `tag` in the
-   * same repository: GET by digest, PUT the same bytes with the same media
-   * type, read the tag back and compare digests. Never rebuilds anything.
+   * Copy the manifest at `source` (which must carry a digest) to `tag` in its
+   * repository, or in `repository` of the same registry: GET by digest, make
+   * its blobs part of the target repository (cross-repository mounts, an
+   * upload only where the registry does not mount), PUT the same bytes with
+   * the same media type, read the tag back and compare digests. Never
+   * rebuilds anything.
    */
-  async copyManifest(source: string | ImageRef, tag: string): Promise<ManifestHead> {
+  async copyManifest(source: string | ImageRef, tag: string, repository?: string): Promise<ManifestHead> {
     const src = toRef(source);
     if (!src.digest) {
       throw new RegistryError(`copy manifest ${formatRef(src)}: the source must be a digest reference`, {
@@ -423,8 +426,9 @@ export class RegistryClient {
         operation: "copy manifest",
       });
     }
-    const target: ImageRef = { registry: src.registry, repository: src.repository, tag };
+    const target: ImageRef = { registry: src.registry, repository: repository ?? src.repository, tag };
     const manifest = await this.getManifest({ registry: src.registry, repository: src.repository, digest: src.digest });
+    if (target.repository !== src.repository) await this.mountBlobsOf(manifest, target);
     await this.putManifest(target, manifest.bytes, manifest.mediaType);
     const back = await this.getManifest(target);
     if (back.digest !== src.digest) {
@@ -561,6 +565,22 @@ export class RegistryClient {
       ok: [201, 202],
     });
     return res.status === 201;
+  }
+
+  /** The config and layers of an image manifest, made part of `target`'s repository (mounted, or uploaded where not). */
+  private async mountBlobsOf(manifest: Manifest, target: ImageRef): Promise<void> {
+    const doc = JSON.parse(manifest.bytes.toString("utf8")) as { config?: { digest: string }; layers?: { digest: string }[] };
+    if (!doc.config || !doc.layers) {
+      throw new RegistryError(`copy manifest ${formatRef(manifest.ref)} to ${formatRef(target)}: only an image manifest is copied across repositories`, {
+        ref: formatRef(target),
+        operation: "copy manifest",
+      });
+    }
+    for (const digest of [doc.config.digest, ...doc.layers.map((l) => l.digest)]) {
+      if (!(await this.mountBlob(target, digest, manifest.ref.repository))) {
+        await this.uploadBlob(target, await this.getBlob(manifest.ref, digest));
+      }
+    }
   }
 
   /**
