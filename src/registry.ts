@@ -165,6 +165,9 @@ export class DigestMismatchError extends RegistryError {
   }
 }
 
+/** An error `RegistryClient.retry` never retries, even with `retryAny`. */
+export class NotRetried extends Error {}
+
 /** A manifest exactly as the registry stores it. */
 export interface Manifest {
   ref: ImageRef;
@@ -502,7 +505,7 @@ export class RegistryClient {
     const r = toRef(ref);
     const digest = digestOf(bytes);
     if (await this.blobExists(r, digest)) return digest;
-    await this.retrying("push blob", r, async () => {
+    await this.retry("push blob", r, async () => {
       const started = await this.sendOnce({
         operation: "push blob",
         ref: r,
@@ -642,25 +645,37 @@ export class RegistryClient {
   }
 
   private async send(op: Op): Promise<RawResponse> {
-    return this.retrying(op.operation, op.ref, () => this.sendOnce(op));
+    return this.retry(op.operation, op.ref, () => this.sendOnce(op));
   }
 
-  /** Run `fn` with bounded retries of transient registry errors only. */
-  private async retrying<T>(operation: string, ref: ImageRef, fn: () => Promise<T>): Promise<T> {
+  /**
+   * `fn` under this client's retry policy (bounded, exponential, jittered; a
+   * Retry-After is honoured). By default only transient registry errors are
+   * retried, `retries` times; `retryAny` retries every error but a
+   * `NotRetried` one (for reads whose failure would leave an outcome unknown).
+   */
+  retry<T>(
+    operation: string,
+    ref: ImageRef,
+    fn: () => Promise<T>,
+    options: { retries?: number; retryAny?: boolean } = {},
+  ): Promise<T> {
     const maxRetryAfter = this.options.maxRetryAfterMs ?? 60_000;
+    const transient = (error: unknown): error is RegistryError => error instanceof RegistryError && error.transient;
+    const retryable = (error: unknown) => !(error instanceof NotRetried) && (options.retryAny === true || transient(error));
     return pRetry(fn, {
-      retries: this.retryPolicy.retries,
+      retries: options.retries ?? this.retryPolicy.retries,
       minTimeout: this.retryPolicy.minBackoffMs,
       maxTimeout: this.retryPolicy.maxBackoffMs,
       factor: 2,
       randomize: true,
-      shouldRetry: ({ error }) => error instanceof RegistryError && error.transient,
+      shouldRetry: ({ error }) => retryable(error),
       onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
-        const e = error as RegistryError;
-        if (!(error instanceof RegistryError) || !e.transient || retriesLeft <= 0) return;
+        if (!retryable(error) || retriesLeft <= 0) return;
+        const e = error as Partial<RegistryError>;
         this.log.warn(
           { op: operation, ref: formatRef(ref), status: e.status, code: e.code, attempt: attemptNumber, retriesLeft },
-          `transient failure, retrying: ${e.message}`,
+          `${transient(error) ? "transient failure" : "failure"}, retrying: ${error.message}`,
         );
         if (e.retryAfterMs !== undefined) await sleep(Math.min(e.retryAfterMs, maxRetryAfter));
       },

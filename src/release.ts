@@ -13,7 +13,7 @@
  */
 import pLimit from "p-limit";
 import { silentLogger, type Logger } from "./log.js";
-import { formatRef, parseRef, type PlatformDigest, RegistryClient, RegistryError } from "./registry.js";
+import { formatRef, NotRetried, parseRef, type PlatformDigest, RegistryClient } from "./registry.js";
 import { imageRow, type ImageReport, type ProductionTag, type PromotionResult, type Report, type RunContext, type TagMove } from "./report.js";
 import { type BranchTags, branchTags, refSlug } from "./tags.js";
 
@@ -156,7 +156,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const ROUNDS = 3;
 
 /** Another writer changed a production tag: never retried. */
-class ConflictError extends Error {
+class ConflictError extends NotRetried {
   constructor(
     readonly ref: string,
     readonly expected: string | null,
@@ -259,7 +259,7 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
           const wanted = byImage.get(image)?.digest as string;
           if (checked) return { image, ref, old: checked.previous, new: wanted, now: checked.previous, state: "old" };
           try {
-            const now = await retried(client, async () => (await client.headManifest(ref))?.digest ?? null);
+            const now = await retried(client, ref, async () => (await client.headManifest(ref))?.digest ?? null);
             return { image, ref, old: now, new: wanted, now, state: "old" };
           } catch {
             return { image, ref, old: null, new: wanted, now: null, state: "unknown" };
@@ -344,7 +344,7 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
     steps.map((s) =>
       limit(async () => {
         try {
-          return { s, now: await retried(client, () => read(s)), readable: true };
+          return { s, now: await retried(client, s.ref, () => read(s)), readable: true };
         } catch {
           return { s, now: null, readable: false };
         }
@@ -400,19 +400,9 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
   return result;
 }
 
-/** `fn` retried on any error with the client's policy (for reads whose failure would leave the outcome unknown). */
-async function retried<T>(client: RegistryClient, fn: () => Promise<T>): Promise<T> {
-  const { minBackoffMs, maxBackoffMs } = client.retryPolicy;
-  let last: unknown;
-  for (let attempt = 0; attempt < ROUNDS; attempt++) {
-    if (attempt > 0) await sleep(Math.min(maxBackoffMs, minBackoffMs * 2 ** (attempt - 1)));
-    try {
-      return await fn();
-    } catch (error) {
-      last = error;
-    }
-  }
-  throw last;
+/** A read retried on any error with the client's policy, `ROUNDS` attempts (its failure would leave an outcome unknown). */
+function retried<T>(client: RegistryClient, ref: string, fn: () => Promise<T>): Promise<T> {
+  return client.retry("read production tag", parseRef(ref), fn, { retries: ROUNDS - 1, retryAny: true });
 }
 
 /**
@@ -433,32 +423,22 @@ async function moveTag(
   const repo = repoOf(options.registry, s.image);
   const target = { ...repo, tag: productionTag };
   const source = await client.getManifest({ ...repo, digest: s.digest });
-  const { retries, minBackoffMs, maxBackoffMs } = client.retryPolicy;
   let written = false;
-  for (let attempt = 0; ; attempt++) {
+  await client.retry("promote", target, async () => {
     const now = await read(s);
     if (now !== s.previous && !(written && now === s.digest)) throw new ConflictError(s.ref, s.previous, now);
     touching();
     written = true;
-    try {
-      await client.putManifest(target, source.bytes, source.mediaType, { once: true });
-    } catch (error) {
-      const transient = error instanceof RegistryError && error.transient;
-      if (!transient || attempt >= retries) throw error;
-      const backoff = Math.min(maxBackoffMs, minBackoffMs * 2 ** attempt) * (1 + Math.random());
-      await sleep(Math.max(backoff, Math.min(error.retryAfterMs ?? 0, 60_000)));
-      continue;
-    }
-    const back = await client.getManifest(target);
-    if (back.digest !== s.digest) throw new ConflictError(s.ref, s.digest, back.digest);
-    return;
-  }
+    await client.putManifest(target, source.bytes, source.mediaType, { once: true });
+  });
+  const back = await client.getManifest(target);
+  if (back.digest !== s.digest) throw new ConflictError(s.ref, s.digest, back.digest);
 }
 
 /**
  * Put one production tag back on its old digest, judged by reading the tag,
  * never by a write's answer (a write may be applied with its answer lost).
- * Attempts follow the client's retry policy. Returns why it is not back, or
+ * `ROUNDS` attempts with the client's backoff. Returns why it is not back, or
  * null when it was read back on its old digest. Another writer's digest is
  * left alone.
  */
@@ -471,10 +451,10 @@ async function restore(
 ): Promise<string | null> {
   const { client } = options;
   const repo = repoOf(options.registry, s.image);
-  const { minBackoffMs, maxBackoffMs } = client.retryPolicy;
   let why = "rollback not attempted";
-  for (let attempt = 0; attempt < ROUNDS; attempt++) {
-    if (attempt > 0) await sleep(Math.min(maxBackoffMs, minBackoffMs * 2 ** (attempt - 1)));
+  let round = 0;
+  const attempt = async (): Promise<string | null> => {
+    round++;
     let now: string | null | undefined;
     try {
       now = await read(s);
@@ -495,10 +475,18 @@ async function restore(
       return null;
     } catch (error) {
       why = `rollback failed: ${message(error)}`;
-      log.warn({ ref: s.ref, attempt: attempt + 1, err: why }, "restoring a production tag failed; reading it again");
+      log.warn({ ref: s.ref, attempt: round, err: why }, "restoring a production tag failed; reading it again");
+      throw error;
     }
+  };
+  try {
+    return await client.retry("restore production tag", { ...repo, tag: productionTag }, attempt, {
+      retries: ROUNDS - 1,
+      retryAny: true,
+    });
+  } catch {
+    return why;
   }
-  return why;
 }
 
 /** Builds and smoke-tests one image; throws on failure. */
