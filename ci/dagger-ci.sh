@@ -35,7 +35,7 @@ export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
   --slurm-version "${SLURM_VERSION:-25.11}" \
   --flavor "${LINUX_FLAVOR:-ubuntu24.04}" \
   --group "${BUILD_GROUP:-all}" \
-  --platforms "${PLATFORMS:-linux/amd64}" \
+  ${PLATFORMS:+--platforms "$PLATFORMS"} \
   --commit-timestamp "${CI_COMMIT_TIMESTAMP:-}" \
   --build-cache "${BUILD_CACHE:-on}" \
   --cache-max-age-days "${BUILD_CACHE_MAX_AGE_DAYS:-7}" \

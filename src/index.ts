@@ -13,6 +13,7 @@ import { checkInputs, InvalidInputError } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
+import { sortPlatforms } from "./platform.js";
 
 /** " (linux/arm64)" after an image's name when a run builds several platforms. */
 function onPlatform(resolved: Resolved, platform: string): string {
@@ -69,8 +70,8 @@ export class SlinkyContainers {
     cachePassword?: Secret,
     /** Cache entries older than this many days are not reused. */
     cacheMaxAgeDays = 7,
-    /** The platform: linux/amd64 or linux/arm64 (emulated by the engine on another architecture). */
-    platform = "linux/amd64",
+    /** The platform: linux/amd64 or linux/arm64 (emulated by the engine on another architecture); default the first of the manifest's defaults.platforms (linux/amd64). */
+    platform?: string,
   ): Promise<Container> {
     checkInputs({ image, slurmVersion, flavor, platform });
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image, platforms: platform });
@@ -318,8 +319,8 @@ export class SlinkyContainers {
     cacheRegistry?: string,
     /** $BUILD_CACHE_MAX_AGE_DAYS: cache entries older than this are rebuilt. */
     cacheMaxAgeDays = 7,
-    /** $PLATFORMS: linux/amd64, linux/arm64 or both, comma-separated (then each tag holds an image index). */
-    platforms = "linux/amd64",
+    /** $PLATFORMS: linux/amd64, linux/arm64 or both, comma-separated (then each tag holds an image index); default the manifest's defaults.platforms (linux/amd64). */
+    platforms?: string,
   ): Promise<Directory> {
     // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
     checkInputs(
@@ -363,7 +364,9 @@ export class SlinkyContainers {
   /** The manifest and the resolved selection, refused unless every download it needs is pinned. */
   private async buildable(selection: Selection): Promise<{ manifest: Manifest; resolved: Resolved }> {
     const manifest = await this.manifest();
-    const resolved = resolve(manifest, selection);
+    // One image (build): no platform asked means the first default one, not all of them.
+    const platforms = selection.platforms ?? (selection.image ? sortPlatforms(manifest.defaults.platforms)[0] : undefined);
+    const resolved = resolve(manifest, { ...selection, platforms });
     requireChecksums(manifest, resolved);
     return { manifest, resolved };
   }

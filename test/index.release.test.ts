@@ -72,7 +72,7 @@ describe("publish, promote and ci as dagger call sees them", () => {
       commitSha: ["STRING_KIND", "required", undefined],
       defaultBranch: ["STRING_KIND", "required", undefined],
       pipelineSource: ["STRING_KIND", "required", undefined],
-      platforms: ["STRING_KIND", "required", "linux/amd64"],
+      platforms: ["STRING_KIND", "optional", undefined],
       registry: ["STRING_KIND", "required", undefined],
       username: ["STRING_KIND", "required", undefined],
       password: ["Secret", "required", undefined],

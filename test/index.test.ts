@@ -37,7 +37,7 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
     expect(module.methods.build!.returnType).toEqual({ kind: "OBJECT_KIND", name: "Container" });
     expect(args("build")).toEqual({
       image: ["STRING_KIND", "required", undefined],
-      platform: ["STRING_KIND", "required", "linux/amd64"],
+      platform: ["STRING_KIND", "optional", undefined],
       slurmVersion: ["STRING_KIND", "required", "25.11"],
       flavor: ["STRING_KIND", "required", "ubuntu24.04"],
       ...CACHE_ARGS,
@@ -93,6 +93,9 @@ describe("the Dagger surface, as the SDK's module scanner sees it", () => {
       if ("slurmVersion" in byName) expect(byName.slurmVersion).toBe(defaults.slurmVersion);
       if ("flavor" in byName) expect(byName.flavor).toBe(defaults.flavor);
       if ("group" in byName) expect(byName.group).toBe(defaults.group);
+      // No literal platform default: absent means the manifest's defaults.platforms.
+      if ("platform" in byName) expect(byName.platform).toBeUndefined();
+      if ("platforms" in byName) expect(byName.platforms).toBeUndefined();
     }
   });
 
@@ -113,7 +116,7 @@ describe("the graph a build would send (lazy, no engine)", () => {
     const query = queryOf(await module.build("slurmd", "25.11", "ubuntu24.04"));
     const build = query.find((step) => step.operation === "dockerBuild")!;
     expect(query[1]).toEqual({ operation: "directory", args: { path: "debian" } });
-    expect(build.args).toMatchObject({ dockerfile: "Dockerfile", target: "slurmd" });
+    expect(build.args).toMatchObject({ dockerfile: "Dockerfile", target: "slurmd", platform: manifest.defaults.platforms[0] });
     const buildArgs = Object.fromEntries(
       (build.args!.buildArgs as { name: string; value: string }[]).map(({ name, value }) => [name, value]),
     );
