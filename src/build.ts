@@ -17,13 +17,40 @@ import { buildArgs, imageLabels, type Provenance, type Resolved } from "./plan.j
 export const BUILD_CONCURRENCY = 4;
 
 /** The recipe folder of the flavor's family, e.g. dockerfiles/debian. */
-export function recipe(dockerfiles: Directory, resolved: Resolved): Directory {
+export function recipeDirectory(dockerfiles: Directory, resolved: Resolved): Directory {
   return dockerfiles.directory(resolved.flavor.family);
 }
 
-/** One platform's dockerBuild options: its build arguments, and the platform itself (the engine emulates a foreign one). */
-function buildOptions(manifest: Manifest, resolved: Resolved, baseImage: string | undefined, platform: PlatformName) {
-  return { buildArgs: Object.entries(buildArgs(manifest, resolved, platform, baseImage)).map(([name, value]) => ({ name, value })), platform: platform as Platform };
+/** What every target of one run on one platform is built from. */
+export interface Recipe {
+  readonly dockerfiles: Directory;
+  readonly manifest: Manifest;
+  readonly resolved: Resolved;
+  /** The platform to build (the engine emulates a foreign one). */
+  readonly platform: PlatformName;
+  /** BASE_IMAGE by digest, when the build cache resolved one the manifest does not pin. */
+  readonly baseImage?: string;
+}
+
+/** A run's recipe for one platform (default: the run's first). */
+export function recipeOf(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  options: { platform?: PlatformName; baseImage?: string } = {},
+): Recipe {
+  return { dockerfiles, manifest, resolved, platform: options.platform ?? resolved.platforms[0] ?? DEFAULT_PLATFORM, baseImage: options.baseImage };
+}
+
+/** One target of the recipe, built for its platform with that platform's build arguments. */
+function dockerBuild(r: Recipe, dockerfile: string, target: string, context = recipeDirectory(r.dockerfiles, r.resolved)): Container {
+  const args = buildArgs(r.manifest, r.resolved, r.platform, r.baseImage);
+  return context.dockerBuild({
+    dockerfile,
+    target,
+    buildArgs: Object.entries(args).map(([name, value]) => ({ name, value })),
+    platform: r.platform as Platform,
+  });
 }
 
 /** Credentials to pull from a registry (the cache's). */
@@ -43,31 +70,14 @@ export function pulled(ref: string, auth?: PullAuth): Container {
 }
 
 /** The package set built from Dockerfile.packages (a FROM-scratch image). */
-export function packagesContainer(
-  dockerfiles: Directory,
-  manifest: Manifest,
-  resolved: Resolved,
-  baseImage?: string,
-  platform: PlatformName = DEFAULT_PLATFORM,
-): Container {
-  return recipe(dockerfiles, resolved).dockerBuild({
-    dockerfile: "Dockerfile.packages",
-    target: PACKAGES_TARGET,
-    ...buildOptions(manifest, resolved, baseImage, platform),
-  });
+export function packagesContainer(r: Recipe): Container {
+  return dockerBuild(r, "Dockerfile.packages", PACKAGES_TARGET);
 }
 
 /** The package set's files (slurm/, pyxis/), built or pulled by digest from the build cache. */
-export function packagesDirectory(
-  dockerfiles: Directory,
-  manifest: Manifest,
-  resolved: Resolved,
-  source: PackagesSource = { kind: "build" },
-  baseImage?: string,
-  platform: PlatformName = DEFAULT_PLATFORM,
-): Directory {
+export function packagesDirectory(r: Recipe, source: PackagesSource = { kind: "build" }): Directory {
   if (source.kind === "cached") return pulled(source.ref, source.auth).rootfs();
-  return packagesContainer(dockerfiles, manifest, resolved, baseImage, platform).rootfs();
+  return packagesContainer(r).rootfs();
 }
 
 /**
@@ -75,61 +85,33 @@ export function packagesDirectory(
  * packages build puts the distribution installs beside the compile instead of
  * after it; the image builds then find them in the engine's cache.
  */
-export function osLayers(
-  dockerfiles: Directory,
-  manifest: Manifest,
-  resolved: Resolved,
-  baseImage?: string,
-  platform: PlatformName = DEFAULT_PLATFORM,
-): Container[] {
-  return OS_TARGETS.map((target) =>
-    recipe(dockerfiles, resolved).dockerBuild({ dockerfile: "Dockerfile", target, ...buildOptions(manifest, resolved, baseImage, platform) }),
-  );
+export function osLayers(r: Recipe): Container[] {
+  return OS_TARGETS.map((target) => dockerBuild(r, "Dockerfile", target));
 }
 
 /**
  * The package set, ready: built (or pulled) while the OS layers build beside
  * it, so a cold build's distribution installs overlap the compile.
  */
-export async function readyPackages(
-  dockerfiles: Directory,
-  manifest: Manifest,
-  resolved: Resolved,
-  source: PackagesSource = { kind: "build" },
-  baseImage?: string,
-  platform: PlatformName = DEFAULT_PLATFORM,
-): Promise<Directory> {
-  const packages = packagesDirectory(dockerfiles, manifest, resolved, source, baseImage, platform);
-  await Promise.all([packages.sync(), ...osLayers(dockerfiles, manifest, resolved, baseImage, platform).map((layer) => layer.sync())]);
+export async function readyPackages(r: Recipe, source: PackagesSource = { kind: "build" }): Promise<Directory> {
+  const packages = packagesDirectory(r, source);
+  await Promise.all([packages.sync(), ...osLayers(r).map((layer) => layer.sync())]);
   return packages;
 }
 
 export interface ImageOptions {
   provenance?: Provenance;
-  /** The package set; built from Dockerfile.packages when not given. */
+  /** The package set, of the recipe's platform; built from Dockerfile.packages when not given. */
   packages?: Directory;
-  /** BASE_IMAGE by digest, when the build cache resolved one the manifest does not pin. */
-  baseImage?: string;
   /** Labels added after the plan's (the build cache's key and scope). */
   extraLabels?: Record<string, string>;
-  /** The platform to build (default linux/amd64); the package set given must be this platform's. */
-  platform?: PlatformName;
 }
 
 /** The container of one image, lazily: nothing runs until it is used. */
-export function imageContainer(
-  dockerfiles: Directory,
-  manifest: Manifest,
-  resolved: Resolved,
-  image: ImageSpec,
-  options: ImageOptions = {},
-): Container {
-  const platform = options.platform ?? DEFAULT_PLATFORM;
-  const packages = options.packages ?? packagesDirectory(dockerfiles, manifest, resolved, { kind: "build" }, options.baseImage, platform);
-  const built = recipe(dockerfiles, resolved)
-    .withDirectory("packages", packages)
-    .dockerBuild({ dockerfile: "Dockerfile", target: image.target, ...buildOptions(manifest, resolved, options.baseImage, platform) });
-  const labels = { ...imageLabels(manifest, resolved, image, options.provenance ?? {}), ...(options.extraLabels ?? {}) };
+export function imageContainer(r: Recipe, image: ImageSpec, options: ImageOptions = {}): Container {
+  const packages = options.packages ?? packagesDirectory(r);
+  const built = dockerBuild(r, "Dockerfile", image.target, recipeDirectory(r.dockerfiles, r.resolved).withDirectory("packages", packages));
+  const labels = { ...imageLabels(r.manifest, r.resolved, image, options.provenance ?? {}), ...(options.extraLabels ?? {}) };
   return Object.entries(labels).reduce((container, [name, value]) => container.withLabel(name, value), built);
 }
 

@@ -15,7 +15,8 @@ import {
   type PullAuth,
   pulled,
   readyPackages,
-  recipe,
+  recipeDirectory,
+  recipeOf,
 } from "./build.js";
 import type { ImageSpec } from "./catalog.js";
 import {
@@ -148,7 +149,7 @@ export async function prepareCache(
     const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
     const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
     const args = buildArgs(manifest, resolved, platform, baseImage);
-    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipe(dockerfiles, resolved)), buildArgs: args, baseDigest, platform });
+    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipeDirectory(dockerfiles, resolved)), buildArgs: args, baseDigest, platform });
     const plan = await planCache({
       client: await getClient(),
       registry: options.registry,
@@ -222,18 +223,13 @@ export async function forEachRunImage<T>(
   const building = resolved.images.some((image) => !reusedEntry(cached, image.name));
   const runs: { platform: PlatformName; outcomes: Outcome<T>[] }[] = [];
   for (const platform of resolved.platforms) {
-    const packages = building
-      ? await readyPackages(dockerfiles, manifest, resolved, cached.packages, cached.baseImage, platform)
-      : undefined;
+    const r = recipeOf(dockerfiles, manifest, resolved, { platform, baseImage: cached.baseImage });
+    const packages = building ? await readyPackages(r, cached.packages) : undefined;
     const outcomes = await forEachImage(resolved.images, (image) => {
       const entry = reusedEntry(cached, image.name);
       const container = entry
         ? reusedContainer(entry, cached.options)
-        : imageContainer(dockerfiles, manifest, resolved, image, {
-            packages,
-            platform,
-            baseImage: cached.baseImage,
-          });
+        : imageContainer(r, image, { packages });
       return work({ image, platform, entry, container });
     });
     runs.push({ platform, outcomes });
@@ -267,7 +263,7 @@ export function packagesEntry(
   const key = plan.keys.packages;
   const repository = cacheRepository(plan.registry, "packages");
   const ref = formatRef({ ...repository, tag: entryTag(key.key, plan.scope) });
-  let container = packagesContainer(dockerfiles, manifest, resolved, cached.baseImage, resolved.platforms[0]);
+  let container = packagesContainer(recipeOf(dockerfiles, manifest, resolved, { baseImage: cached.baseImage }));
   for (const [name, value] of Object.entries(entryLabels(key.key, plan.scope, cached.builtAt, encodeParts(key.parts)))) {
     container = container.withLabel(name, value);
   }

@@ -4,7 +4,7 @@
  * target of that graph.
  */
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
-import { imageContainer, packagesDirectory } from "./build.js";
+import { imageContainer, packagesDirectory, recipeOf } from "./build.js";
 import { scopeOf, summaryRows } from "./cache.js";
 import { type CachedBuild, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
 import { createLogger } from "./log.js";
@@ -78,13 +78,8 @@ export class SlinkyContainers {
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const entry = reusedEntry(cached, image);
     if (entry) return reusedContainer(entry, cached.options);
-    const chosen = resolved.platforms[0];
-    const packages = packagesDirectory(this.dockerfiles, manifest, resolved, cached.packages, cached.baseImage, chosen);
-    return imageContainer(this.dockerfiles, manifest, resolved, imageSpec(image), {
-      packages,
-      platform: chosen,
-      baseImage: cached.baseImage,
-    });
+    const r = recipeOf(this.dockerfiles, manifest, resolved, { baseImage: cached.baseImage });
+    return imageContainer(r, imageSpec(image), { packages: packagesDirectory(r, cached.packages) });
   }
 
   /**

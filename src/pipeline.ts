@@ -6,7 +6,7 @@
  * plaintext is read only in memory, for the registry client that copies tags.
  */
 import { type Container, dag, type Directory, type Secret } from "@dagger.io/dagger";
-import { imageContainer, readyPackages } from "./build.js";
+import { imageContainer, readyPackages, recipeOf } from "./build.js";
 import { cacheRepository, writeEntry } from "./cache.js";
 import {
   adopt,
@@ -92,17 +92,16 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   const cached = await prepareCache(run.dockerfiles, run.manifest, resolved, stages.push === "build" ? (run.cache ?? null) : null, log);
   const lookupMs = Date.now() - cacheStarted;
   // Per platform: the package set (built or pulled) and the OS layers, once, before the first image that is built.
+  const recipe = (platform: PlatformName) => recipeOf(run.dockerfiles, run.manifest, resolved, { platform, baseImage: cached.baseImage });
   const packages = new Map<PlatformName, ReturnType<typeof readyPackages>>();
   const ready = (platform: PlatformName) => {
-    if (!packages.has(platform)) packages.set(platform, readyPackages(run.dockerfiles, run.manifest, resolved, cached.packages, cached.baseImage, platform));
+    if (!packages.has(platform)) packages.set(platform, readyPackages(recipe(platform), cached.packages));
     return packages.get(platform) as ReturnType<typeof readyPackages>;
   };
   const container = async (name: string, platform: PlatformName = resolved.platforms[0] as PlatformName) =>
-    imageContainer(run.dockerfiles, run.manifest, resolved, spec(name), {
+    imageContainer(recipe(platform), spec(name), {
       provenance: { revision: run.commitSha, created: run.commitTimestamp },
       packages: await ready(platform),
-      platform,
-      baseImage: cached.baseImage,
       extraLabels: cacheLabelsOf(cached, name),
     });
   /** Every platform's container of an image (one, on a single-platform run). */

@@ -1,6 +1,6 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
-import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError, osLayers, packagesDirectory } from "../src/build.js";
+import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError, osLayers, packagesDirectory, recipeOf } from "../src/build.js";
 import { IMAGES, imageSpec, OS_TARGETS } from "../src/catalog.js";
 import { loadManifest } from "../src/manifest.js";
 import { SlinkyContainers } from "../src/index.js";
@@ -46,7 +46,7 @@ describe("imageContainer", () => {
   it("builds the target from the flavor family's folder and labels it, lazily", () => {
     const manifest = loadManifest();
     const resolved = resolve(manifest, { flavor: "debian13", image: "sackd" });
-    const query = queryOf(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd"), { provenance: { revision: "abc" } }));
+    const query = queryOf(imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("sackd"), { provenance: { revision: "abc" } }));
     expect(query.map((step) => step.operation)).toEqual([
       "directory",
       "directory",
@@ -71,7 +71,7 @@ describe("the package set in the images' build context", () => {
   };
 
   it("is the packages target of Dockerfile.packages, with the images' build arguments, when nothing is cached", () => {
-    const image = imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmd"));
+    const image = imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("slurmd"));
     const packages = packagesOf(image);
     const build = packages.find((s) => s.operation === "dockerBuild")!;
     expect(build.args).toMatchObject({ dockerfile: "Dockerfile.packages", target: "packages" });
@@ -82,7 +82,7 @@ describe("the package set in the images' build context", () => {
 
   it("is the cache entry's filesystem, pulled by digest, on a hit", () => {
     const ref = `registry.example.com/slinky/cache/packages@sha256:${"a".repeat(64)}`;
-    const packages = packagesDirectory(dag.directory(), manifest, resolved, { kind: "cached", ref });
+    const packages = packagesDirectory(recipeOf(dag.directory(), manifest, resolved), { kind: "cached", ref });
     const query = queryOf(packages);
     expect(query.map((s) => s.operation)).toEqual(["container", "from", "rootfs"]);
     expect(query[1]!.args).toEqual({ address: ref });
@@ -91,7 +91,7 @@ describe("the package set in the images' build context", () => {
   it("pulls the entry with the cache's credentials when it has them (the engine may have no login for the registry)", () => {
     const ref = `registry.example.com/slinky/cache/packages@sha256:${"a".repeat(64)}`;
     const password = dag.setSecret("cache-password", "s3cret");
-    const query = queryOf(packagesDirectory(dag.directory(), manifest, resolved, { kind: "cached", ref, auth: { username: "ci", password } }));
+    const query = queryOf(packagesDirectory(recipeOf(dag.directory(), manifest, resolved), { kind: "cached", ref, auth: { username: "ci", password } }));
     expect(query.map((s) => s.operation)).toEqual(["container", "withRegistryAuth", "from", "rootfs"]);
     expect(query[1]!.args).toMatchObject({ address: "registry.example.com", username: "ci" });
     expect(JSON.stringify(query.map((s) => s.args?.address ?? s.args?.username ?? null))).not.toContain("s3cret");
@@ -99,7 +99,7 @@ describe("the package set in the images' build context", () => {
 
   it("builds FROM the base digest the cache resolved, for the packages and the image alike", () => {
     const base = `docker.io/library/debian:trixie@sha256:${"b".repeat(64)}`;
-    const image = imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmd"), { baseImage: base });
+    const image = imageContainer(recipeOf(dag.directory(), manifest, resolved, { baseImage: base }), imageSpec("slurmd"));
     const baseOf = (query: { operation: string; args?: Record<string, unknown> }[]) =>
       (query.find((s) => s.operation === "dockerBuild")!.args!.buildArgs as { name: string; value: string }[]).find(
         (a) => a.name === "BASE_IMAGE",
@@ -109,7 +109,7 @@ describe("the package set in the images' build context", () => {
   });
 
   it("has OS-layer targets that need nothing of the compile", () => {
-    const layers = osLayers(dag.directory(), manifest, resolved);
+    const layers = osLayers(recipeOf(dag.directory(), manifest, resolved));
     expect(layers.map((l) => queryOf(l).find((s) => s.operation === "dockerBuild")!.args!.target)).toEqual([...OS_TARGETS]);
     for (const layer of layers) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
   });
@@ -120,7 +120,7 @@ describe("a built image's cache labels", () => {
     const manifest = loadManifest();
     const resolved = resolve(manifest, { flavor: "debian13", image: "login" });
     const query = queryOf(
-      imageContainer(dag.directory(), manifest, resolved, imageSpec("login"), {
+      imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("login"), {
         extraLabels: { "org.slinky-containers.cache.key": "k", "org.slinky-containers.cache.scope": "default" },
       }),
     );
@@ -139,20 +139,20 @@ describe("one platform's build", () => {
 
   it("asks dockerBuild for linux/amd64 by default, with amd64's downloads", () => {
     const resolved = resolve(manifest, { image: "sackd" });
-    const [build] = dockerBuilds(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd")));
+    const [build] = dockerBuilds(imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("sackd")));
     expect(build?.platform).toBe("linux/amd64");
     expect(arg(build!, "KUBECTL_URL")).toBe("https://dl.k8s.io/release/v1.35.0/bin/linux/amd64/kubectl");
   });
 
   it("builds the package set, the OS layers and the image for linux/arm64 with arm64's downloads", () => {
     const resolved = resolve(manifest, { image: "sackd", platforms: "linux/arm64" });
-    const packages = packagesDirectory(dag.directory(), manifest, resolved, { kind: "build" }, undefined, "linux/arm64");
+    const packages = packagesDirectory(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }));
     const [packageSet] = dockerBuilds(packages);
     expect([packageSet?.target, packageSet?.platform]).toEqual(["packages", "linux/arm64"]);
-    for (const layer of osLayers(dag.directory(), manifest, resolved, undefined, "linux/arm64")) {
+    for (const layer of osLayers(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }))) {
       expect(dockerBuilds(layer).map((b) => b.platform)).toEqual(["linux/arm64"]);
     }
-    const image = dockerBuilds(imageContainer(dag.directory(), manifest, resolved, imageSpec("sackd"), { packages, platform: "linux/arm64" })).at(-1);
+    const image = dockerBuilds(imageContainer(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }), imageSpec("sackd"), { packages })).at(-1);
     expect([image?.target, image?.platform]).toEqual(["sackd", "linux/arm64"]);
     expect(arg(image!, "KUBECTL_URL")).toBe("https://dl.k8s.io/release/v1.35.0/bin/linux/arm64/kubectl");
     expect(arg(image!, "KUBECTL_SHA256")).toBe("58f82f9fe796c375c5c4b8439850b0f3f4d401a52434052f2df46035a8789e25");

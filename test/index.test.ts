@@ -157,13 +157,13 @@ describe("test: the smoke checks a build would run (lazy, no engine)", () => {
   it("runs the image's smoke script with sh, not through the entrypoint", async () => {
     const { smokeScript } = await import("../src/smoke.js");
     const { smokeTested } = await import("../src/pipeline.js");
-    const { imageContainer } = await import("../src/build.js");
+    const { imageContainer, recipeOf } = await import("../src/build.js");
     const { resolve } = await import("../src/plan.js");
     const { imageSpec } = await import("../src/catalog.js");
     const manifest = loadManifest();
     const resolved = resolve(manifest, { image: "slurmdbd" });
     const query = queryOf(
-      smokeTested(imageContainer(dag.directory(), manifest, resolved, imageSpec("slurmdbd")), "slurmdbd", resolved.slurm.version),
+      smokeTested(imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("slurmdbd")), "slurmdbd", resolved.slurm.version),
     );
     expect(query.at(-1)).toMatchObject({
       operation: "withExec",
