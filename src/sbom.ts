@@ -128,9 +128,14 @@ function showLine(line: string): string {
 const byNameArch = (a: Package, b: Package) => compare(a.name, b.name) || compare(a.architecture, b.architecture);
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Runs DPKG_QUERY in a built container (as root, without its entrypoint) and returns its stdout, for parseDpkgQuery. */
+/** A built container with DPKG_QUERY run in it, as root, without its entrypoint (the container itself is unchanged). */
+export function dpkgQueryContainer(container: Container): Container {
+  return container.withUser("root").withExec(DPKG_QUERY);
+}
+
+/** Runs DPKG_QUERY in a built container and returns its stdout, for parseDpkgQuery. */
 export function dpkgQuery(container: Container): Promise<string> {
-  return container.withUser("root").withExec(DPKG_QUERY).stdout();
+  return dpkgQueryContainer(container).stdout();
 }
 
 // ---- package URLs -----------------------------------------------------------

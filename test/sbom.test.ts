@@ -12,6 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { dag } from "@dagger.io/dagger";
 import { Ajv } from "ajv";
 import { PackageURL } from "packageurl-js";
 import { describe, expect, it } from "vitest";
@@ -19,10 +20,12 @@ import { imageSpec } from "../src/catalog.js";
 import { loadManifest } from "../src/manifest.js";
 import { imageMaterials, moduleVersion } from "../src/materials.js";
 import { resolve } from "../src/plan.js";
+import { queryOf } from "./support/dagger.js";
 import {
   DPKG_FIELDS,
   DPKG_QUERY,
   DpkgQueryError,
+  dpkgQueryContainer,
   debPurl,
   distroOf,
   type Package,
@@ -73,6 +76,13 @@ describe("DPKG_QUERY", () => {
       "--showformat=${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\t${source:Package}\\t${source:Version}\\t${Maintainer}\\n",
     );
     expect(DPKG_FIELDS).toHaveLength(7);
+  });
+
+  it("runs in the built container as root, after everything the container already is (the Dagger query)", () => {
+    const query = queryOf(dpkgQueryContainer(dag.container().from("registry.example.com/slinky/slurmd:x").withUser("slurm")));
+    expect(query.map((step) => step.operation)).toEqual(["container", "from", "withUser", "withUser", "withExec"]);
+    expect(query.at(-2)?.args).toEqual({ name: "root" });
+    expect(query.at(-1)?.args).toMatchObject({ args: DPKG_QUERY });
   });
 });
 
