@@ -312,6 +312,8 @@ export const SpdxArgsSchema = z.strictObject({
   toolVersion: z.string().min(1).optional(),
   /** The project's source URL, base of the document namespace; default manifest.json's project.source. */
   source: z.url({ protocol: /^https?$/ }).optional(),
+  /** Who supplies the image (its supplier, `Organization: <vendor>`); default manifest.json's project.vendor. */
+  vendor: z.string().regex(/^[^\s()<>][^()<>\n]*$/).optional(),
 });
 export type SpdxArgs = z.input<typeof SpdxArgsSchema>;
 
@@ -356,8 +358,8 @@ export function spdxDate(value: string): string {
   return new Date(value).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-let pinnedSource: string | undefined;
-const projectSource = () => (pinnedSource ??= loadManifest().project.source);
+let pinnedProject: { source: string; vendor: string } | undefined;
+const project = () => (pinnedProject ??= loadManifest().project);
 
 /**
  * The SPDX 2.3 document of one image: the image (DESCRIBED by the document),
@@ -385,13 +387,15 @@ export function spdxDocument(input: SpdxArgs): SpdxDocument {
   const distro = args.distro ?? distroOf(args.flavor);
   const created = spdxDate(args.created);
   const arch = archOf(args.platform);
-  const source = (args.source ?? projectSource()).replace(/\/+$/, "");
+  const source = (args.source ?? project().source).replace(/\/+$/, "");
+  const vendor = args.vendor ?? project().vendor;
   // The namespace hashes every argument in a canonical order: the same input in another order is the same document.
   const canonical = {
     ...args,
     packages: [...args.packages].sort(byNameArch),
     inputs: [...args.inputs].sort((a, b) => compare(a.name, b.name)),
     source,
+    vendor,
     distro,
     created,
     toolVersion: args.toolVersion ?? moduleVersion(),
@@ -403,7 +407,7 @@ export function spdxDocument(input: SpdxArgs): SpdxDocument {
     SPDXID: imageId,
     name: args.image,
     versionInfo: args.version,
-    supplier: NOASSERTION,
+    supplier: `Organization: ${vendor}`,
     downloadLocation: NOASSERTION,
     filesAnalyzed: false,
     ...(args.digest ? { checksums: [{ algorithm: "SHA256" as const, checksumValue: args.digest.slice("sha256:".length) }] } : {}),

@@ -259,7 +259,7 @@ describe("spdxDocument", () => {
     const debs = doc.packages.filter((p) => p.SPDXID.startsWith("SPDXRef-deb-"));
     expect(debs).toHaveLength(rows(PYXIS_REAL).filter((f) => f[0] === "ii ").length);
     const image = doc.packages[0];
-    expect(image).toMatchObject({ name: "slurmd-pyxis", versionInfo: "25.11.8", primaryPackagePurpose: "CONTAINER", checksums: [{ algorithm: "SHA256", checksumValue: DIGEST.slice(7) }] });
+    expect(image).toMatchObject({ name: "slurmd-pyxis", versionInfo: "25.11.8", supplier: `Organization: ${manifest.project.vendor}`, primaryPackagePurpose: "CONTAINER", checksums: [{ algorithm: "SHA256", checksumValue: DIGEST.slice(7) }] });
     expect(image?.externalRefs?.[0]?.referenceLocator).toBe(`pkg:oci/slurmd-pyxis@sha256:${"ab".repeat(32)}?arch=amd64&repository_url=registry.example.com%2Fhpc%2Fslinky%2Fslurmd-pyxis`);
     const contained = new Set(doc.relationships.filter((r) => r.spdxElementId === image?.SPDXID && r.relationshipType === "CONTAINS").map((r) => r.relatedSpdxElement));
     for (const pkg of packages) {
