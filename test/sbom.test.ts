@@ -354,6 +354,22 @@ describe("spdxDocument", () => {
     expect(small.packages.filter((p) => p.SPDXID.startsWith("SPDXRef-input-")).map((p) => p.name)).toEqual(["docker.io/library/ubuntu", "slurm"]);
   });
 
+  it("keeps a package installed for two architectures (multi-arch) as two packages", () => {
+    const multi = parseDpkgQuery(
+      [
+        "ii \tlibc6\t2.41-12\tamd64\tglibc\t2.41-12\tGNU Libc Maintainers <debian-glibc@lists.debian.org>",
+        "ii \tlibc6\t2.41-12\ti386\tglibc\t2.41-12\tGNU Libc Maintainers <debian-glibc@lists.debian.org>",
+      ].join("\n"),
+    );
+    const two = sbomFor("slurmctld", multi).packages.filter((p) => p.name === "libc6");
+    expect(two.map((p) => p.SPDXID)).toEqual(["SPDXRef-deb-libc6-amd64", "SPDXRef-deb-libc6-i386"]);
+    expect(two.map((p) => p.externalRefs?.[0]?.referenceLocator)).toEqual([
+      "pkg:deb/ubuntu/libc6@2.41-12?arch=amd64&distro=ubuntu-24.04&upstream=glibc",
+      "pkg:deb/ubuntu/libc6@2.41-12?arch=i386&distro=ubuntu-24.04&upstream=glibc",
+    ]);
+    expect(two[0]?.supplier).toBe("Person: GNU Libc Maintainers (debian-glibc@lists.debian.org)");
+  });
+
   it("refuses bad input, naming the field, before making anything", () => {
     const resolved = resolve(manifest, { image: "slurmd" });
     const args = {
