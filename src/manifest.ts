@@ -91,6 +91,21 @@ export const ManifestSchema = z
     slurm: z.record(z.string().regex(/^\d+\.\d+$/, "must be a release line like 25.11"), DownloadSchema),
     flavors: z.record(z.string().regex(/^[a-z0-9][a-z0-9.]*$/), FlavorSchema),
     inputs: z.strictObject(inputsShape),
+    /**
+     * cosign, which signs and attests the images: its official image pinned by
+     * digest (an image index: one digest pins every architecture's binary). A
+     * site mirrors it by overriding `image` (and `digest`, if the mirror
+     * re-pushed it). `digest: null` refuses signing.
+     */
+    cosign: z.strictObject({
+      version: z.string().min(1),
+      image: z.string().superRefine((value, ctx) => {
+        const why = referenceProblem(value, { digest: false });
+        if (why) ctx.addIssue({ code: "custom", message: `not an image reference: ${why}` });
+      }),
+      digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be sha256:<64 lowercase hex characters>").nullable(),
+      digestSource: z.string().optional(),
+    }),
     nvidiaToolkit: z.strictObject({
       version: z.string().min(1),
       /** linux/amd64's apt repository path (NVIDIA's is per architecture: .../deb/amd64). */

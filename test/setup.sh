@@ -28,6 +28,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# cosign (signing tests): bookworm has no package; Debian trixie's cosign 2.5 is on the same
+# mirror. apt downloads it through a private, throw-away apt state (its own sources list and
+# lists directory; the host's apt configuration is not touched) and checks it against the signed
+# trixie index (debian-archive-keyring); dpkg installs it (it needs only libc6 >= 2.34).
+install_trixie_cosign() {
+  local uri tmp
+  # The mirror the host already uses, read from its own apt configuration at run time.
+  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
+  if [ -z "$uri" ]; then
+    uri="$(awk '$1 == "deb" && $2 ~ /^https?:/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+  fi
+  [ -n "$uri" ] || { echo "setup: no Debian mirror found in /etc/apt: cannot fetch cosign" >&2; return 1; }
+  tmp="$(mktemp -d)"
+  mkdir -p "$tmp/parts" "$tmp/lists/partial" "$tmp/cache/archives/partial"
+  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" >"$tmp/parts/trixie.sources"
+  local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$tmp/parts"
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
+    -o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=$tmp/parts")
+  apt-get -qq "${opts[@]}" update
+  (cd "$tmp" && apt-get -qq "${opts[@]}" download cosign)
+  dpkg -i "$tmp"/cosign_*.deb >/dev/null
+  rm -rf "$tmp"
+}
+command -v cosign >/dev/null 2>&1 || install_trixie_cosign
+
 cd "$(dirname "$0")/.."
 # linux/arm64 under emulation: mounts binfmt_misc and registers qemu-aarch64 only if
 # absent, recording what it changed so `test/emulation.sh restore` puts the host back.
