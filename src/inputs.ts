@@ -9,6 +9,7 @@ import { z } from "zod";
 import { GROUP_NAMES, IMAGE_NAMES } from "./catalog.js";
 import { InvalidInputError, InvalidInputsError } from "./errors.js";
 import { isPlatform, PLATFORM_NAMES, type PlatformName, splitPlatforms } from "./platform.js";
+import { GITLAB_ISSUER, PUBLIC_FULCIO, PUBLIC_REKOR, SIGNING_MODES } from "./signing.js";
 import { TAG_PATTERN } from "./tags.js";
 
 export { InvalidInputError, InvalidInputsError, redactCredentials, shown } from "./errors.js";
@@ -124,6 +125,39 @@ export const PlatformList = z.string().superRefine((value, ctx) => {
   }
 });
 
+/** An http(s) URL of a service (Fulcio, Rekor, an OIDC issuer): no credentials, query or fragment. */
+export const ServiceUrl = z.string().superRefine((value, ctx) => {
+  if (!plain(ctx, value, 512)) return;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail(ctx, "not a URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return fail(ctx, "must be an http:// or https:// URL");
+  if (url.username !== "" || url.password !== "") return fail(ctx, "it holds credentials (user:password@): the service must not need them in its URL");
+  if (url.search !== "" || url.hash !== "") return fail(ctx, "it holds a query or fragment");
+});
+
+/** A Rekor URL, or "off" (key-based signing without a transparency log). */
+export const RekorSwitch = z.string().superRefine((value, ctx) => {
+  if (value === "off") return;
+  const r = ServiceUrl.safeParse(value);
+  if (!r.success) fail(ctx, r.error.issues[0]?.message ?? "invalid");
+});
+
+/** A certificate identity (the signer's SAN: a GitLab job's is a URL), no whitespace. */
+export const CertificateIdentity = z.string().superRefine((value, ctx) => {
+  plain(ctx, value, 1024);
+});
+
+/** An image reference to verify: host/path[:tag][@digest]. */
+export const ImageReference = z.string().superRefine((value, ctx) => {
+  const why = referenceProblem(value);
+  if (why) return fail(ctx, why);
+  if (!/^[^/]+[.:][^/]*\/|^localhost[:/]/.test(value)) fail(ctx, "name the registry host (host/path:tag or host/path@sha256:...)");
+});
+
 export const FIELDS = {
   registry: { valid: ["a lowercase registry host[:port]/path with no scheme, credentials, tag or digest, e.g. registry.gitlab.com/group/project"], schema: RegistryPath },
   branch: { valid: ["a git branch name, e.g. main or feature/xyz"], schema: Branch },
@@ -142,6 +176,15 @@ export const FIELDS = {
   buildCache: { valid: ["on", "off"], schema: oneOf(["on", "off"]) },
   platform: { valid: PLATFORM_NAMES, schema: oneOf(PLATFORM_NAMES) },
   platforms: { valid: [...PLATFORM_NAMES, `a comma-separated list of them, each once, e.g. ${PLATFORM_NAMES.join(",")}`], schema: PlatformList },
+  signing: { valid: SIGNING_MODES, schema: oneOf(SIGNING_MODES) },
+  fulcioUrl: { valid: [`an http(s) URL of a Fulcio, e.g. ${PUBLIC_FULCIO} (the default)`], schema: ServiceUrl },
+  rekorUrl: { valid: [`an http(s) URL of a Rekor, e.g. ${PUBLIC_REKOR}`, "off (key-based signing only: no transparency log)"], schema: RekorSwitch },
+  certificateIdentity: {
+    valid: ["the signer's certificate identity, e.g. https://gitlab.com/group/project//.gitlab-ci.yml@refs/heads/main"],
+    schema: CertificateIdentity,
+  },
+  certificateOidcIssuer: { valid: [`the OIDC issuer URL, e.g. ${GITLAB_ISSUER} (self-managed GitLab: $CI_SERVER_URL)`], schema: ServiceUrl },
+  reference: { valid: ["an image reference with its registry host, e.g. registry.gitlab.com/group/project/slurmd:25.11-ubuntu24.04-latest or …/slurmd@sha256:<64 hex>"], schema: ImageReference },
 } as const satisfies Record<string, Rule>;
 
 export type FieldName = keyof typeof FIELDS;
@@ -162,6 +205,12 @@ const LABELS: Record<FieldName | "slurmVersion" | "flavor", string> = {
   buildCache: "build cache switch",
   platform: "platform",
   platforms: "platforms",
+  signing: "signing",
+  fulcioUrl: "Fulcio URL",
+  rekorUrl: "Rekor URL",
+  certificateIdentity: "certificate identity",
+  certificateOidcIssuer: "certificate OIDC issuer",
+  reference: "reference",
   slurmVersion: "Slurm version",
   flavor: "flavor",
 };
@@ -185,7 +234,7 @@ export function checkField(field: FieldName, value: unknown): InvalidInputError 
  * Checks every given input (undefined: not given; "" where a field may be
  * empty, see `optional`). Throws one error listing every bad field.
  */
-export function checkInputs(inputs: Inputs, optional: readonly FieldName[] = []): void {
+export function checkInputs(inputs: Inputs, optional: readonly FieldName[] = [], more: readonly InvalidInputError[] = []): void {
   const errors: InvalidInputError[] = [];
   for (const [field, value] of Object.entries(inputs) as [string, unknown][]) {
     if (value === undefined) continue;
@@ -199,8 +248,42 @@ export function checkInputs(inputs: Inputs, optional: readonly FieldName[] = [])
     const error = checkField(field as FieldName, value);
     if (error) errors.push(error);
   }
+  errors.push(...more);
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw new InvalidInputsError(errors);
+}
+
+/** Which signing secrets a call was given (their values are never looked at here). */
+export interface SigningSecrets {
+  signingKey: boolean;
+  signingPassword: boolean;
+  oidcToken: boolean;
+}
+
+/**
+ * What a signing mode needs besides its own fields: key-based a private key
+ * and its password, keyless an OIDC token, no transparency log "off", and a
+ * certificate identity and issuer to verify with. Errors name the missing
+ * argument and how to give it; a secret's value is never shown.
+ */
+export function signingProblems(
+  inputs: { signing?: string; rekorUrl?: string; certificateIdentity?: string; certificateOidcIssuer?: string },
+  given: SigningSecrets,
+): InvalidInputError[] {
+  const mode = inputs.signing ?? "off";
+  const problems: InvalidInputError[] = [];
+  const missing = (field: string, valid: string, why: string) => problems.push(new InvalidInputError(field, "(not given)", [valid], why));
+  if (mode === "key") {
+    if (!given.signingKey) missing("signing key", "a cosign private key as a Secret, e.g. --signing-key file:cosign.key (GitLab: a File variable)", "key-based signing needs the private key");
+    if (!given.signingPassword) missing("signing password", "the key's password as a Secret, e.g. --signing-password env:COSIGN_PASSWORD", "key-based signing needs the key's password");
+  }
+  if (mode === "keyless") {
+    if (!given.oidcToken) missing("OIDC token", "the job's id_token (aud sigstore) as a Secret, e.g. --oidc-token env:SIGSTORE_ID_TOKEN", "keyless signing needs an OIDC identity token");
+    if (inputs.rekorUrl === "off") problems.push(new InvalidInputError("Rekor URL", "off", [`an http(s) URL of a Rekor, e.g. ${PUBLIC_REKOR}`], "keyless signing needs a transparency log"));
+    if (!inputs.certificateIdentity) missing("certificate identity", "the job's identity, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/$CI_COMMIT_BRANCH", "keyless verification needs the signer's identity");
+    if (!inputs.certificateOidcIssuer) missing("certificate OIDC issuer", `the issuer URL, e.g. ${GITLAB_ISSUER} ($CI_SERVER_URL)`, "keyless verification needs the token's issuer");
+  }
+  return problems;
 }
 
 /** A checked --platforms list (or --platform), as platform names in the order given. */

@@ -14,7 +14,18 @@
 import pLimit from "p-limit";
 import { silentLogger, type Logger } from "./log.js";
 import { formatRef, NotRetried, parseRef, type PlatformDigest, RegistryClient } from "./registry.js";
-import { imageRow, type ImageReport, type ProductionTag, type PromotionResult, type Report, type RunContext, type TagMove } from "./report.js";
+import {
+  imageRow,
+  type ImageReport,
+  type ProductionTag,
+  type PromotionResult,
+  type Report,
+  type RunContext,
+  type SigningReport,
+  type SigningRow,
+  type TagMove,
+} from "./report.js";
+import { cosignTags, type SignedDigest } from "./signing.js";
 import { type BranchTags, branchTags, refSlug } from "./tags.js";
 
 /** Pushes one image to `ref` (a tag reference) and returns `ref@sha256:...`. */
@@ -492,6 +503,85 @@ async function restore(
 /** Builds and smoke-tests one image; throws on failure. */
 export type CheckFn = (image: string) => Promise<void>;
 
+/** What one published image is signed as: its repository, its digest, an index's platform digests. */
+export interface SigningTarget {
+  image: string;
+  /** registry/path/image, no tag. */
+  repository: string;
+  digest: string;
+  platforms: PlatformDigest[];
+}
+
+/**
+ * Signing in a run: how (for the report) and the function that signs,
+ * attests and verifies one published image, each of its digests (never
+ * throws: a digest that failed carries its error).
+ */
+export interface Signing {
+  describe: Omit<SigningReport, "ok" | "skipped" | "images">;
+  sign: (target: SigningTarget) => Promise<SignedDigest[]>;
+}
+
+/** Bytes of cosign's signature and attestation manifests for these digests (null when unreadable). */
+async function cosignBytes(client: RegistryClient, repository: string, digests: readonly string[]): Promise<{ signature: number | null; attestation: number | null }> {
+  const sum = async (kind: "signature" | "attestation") => {
+    let total = 0;
+    for (const digest of digests) {
+      const ref = `${repository}:${cosignTags(digest)[kind]}`;
+      if (!(await client.headManifest(ref))) continue;
+      total += await client.imageSize(await client.getManifest(ref));
+    }
+    return total;
+  };
+  try {
+    return { signature: await sum("signature"), attestation: await sum("attestation") };
+  } catch {
+    return { signature: null, attestation: null };
+  }
+}
+
+/**
+ * Sign, attest and verify every published image (two at a time). All
+ * must verify for the run to promote.
+ */
+export async function signPublished(
+  signing: Signing,
+  registry: string,
+  published: readonly PublishedImage[],
+  client: RegistryClient,
+  log: Logger,
+): Promise<SigningReport> {
+  const limit = pLimit(2);
+  const images = await Promise.all(
+    published.map((p) =>
+      limit(async (): Promise<SigningRow> => {
+        const started = Date.now();
+        const repo = repoOf(registry, p.image);
+        const repository = formatRef(repo);
+        const row: SigningRow = { image: p.image, ok: false, digests: [], signatureBytes: null, attestationBytes: null, ms: 0, error: null };
+        try {
+          if (!p.digest) throw new Error("not published");
+          row.digests = await signing.sign({ image: p.image, repository, digest: p.digest, platforms: p.platforms });
+          const failed = row.digests.filter((d) => !d.verified);
+          if (row.digests.length === 0) throw new Error("nothing was signed");
+          if (failed.length > 0) throw new Error(failed.map((d) => `${d.role} ${d.digest}: ${d.error ?? "not verified"}`).join("; "));
+          row.ok = true;
+          log.info({ image: p.image, digests: row.digests.map((d) => d.digest) }, "signed, attested and verified");
+        } catch (error) {
+          row.error = message(error);
+          log.error({ image: p.image, err: row.error }, "signing failed");
+        }
+        const sizes = await cosignBytes(client, repository, row.digests.filter((d) => d.signed).map((d) => d.digest));
+        row.signatureBytes = sizes.signature;
+        row.attestationBytes = sizes.attestation;
+        row.ms = Date.now() - started;
+        return row;
+      }),
+    ),
+  );
+  return { ...signing.describe, ok: images.every((r) => r.ok), skipped: null, images };
+}
+
 export interface CiOptions {
   context: RunContext;
   /** Slurm release line used in tags (e.g. 25.11) when it differs from context.slurmVersion. */
@@ -508,6 +598,8 @@ export interface CiOptions {
   moveBranchLatest?: boolean;
   /** Promotion's pause before its last read-back (default 2000 ms, see PromoteOptions). */
   settleMs?: number;
+  /** Sign, attest and verify every pushed digest before any promotion; absent: signing off. */
+  signing?: Signing;
   concurrency?: number;
   log?: Logger;
 }
@@ -529,6 +621,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
   const pushing = c.branch !== "" && !NO_PUSH_SOURCES.has(c.pipelineSource);
   let tags: BranchTags | null = null;
   let promotion: PromotionResult | null = null;
+  let signing: SigningReport | null = null;
   const finish = (summary: string, ok: boolean, mode: Report["mode"]): Report => ({
     schemaVersion: 1,
     ok,
@@ -538,6 +631,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
     tags: tags ? { commit: tags.commit, branchLatest: tags.branchLatest, production: tags.production } : null,
     images: [...rows.values()],
     promotion,
+    ...(signing ? { signing } : {}),
     errors,
     startedAt: new Date(started).toISOString(),
     finishedAt: new Date().toISOString(),
@@ -628,8 +722,25 @@ export async function runCi(options: CiOptions): Promise<Report> {
   }
   const failedPush = published.filter((p) => !p.ok).map((p) => p.image);
 
-  // 3. Promote (default branch only; refuses by itself if anything failed).
-  if (promoting) {
+  // 3. Sign, attest and verify every pushed digest, before any promotion.
+  if (options.signing) {
+    if (failedPush.length > 0) {
+      signing = { ...options.signing.describe, ok: false, skipped: `${failedPush.join(", ")} failed to publish: nothing signed`, images: [] };
+    } else {
+      signing = await signPublished(options.signing, c.registry, published, client, log);
+      for (const r of signing.images) {
+        if (r.error) (rows.get(r.image) as ImageReport).error ??= `signing failed: ${r.error}`;
+      }
+    }
+  }
+  const unsigned = signing && !signing.ok ? signing.images.filter((r) => !r.ok).map((r) => r.image) : [];
+
+  // 4. Promote (default branch only; refuses by itself if anything failed; never unverified images).
+  if (promoting && failedPush.length === 0 && unsigned.length > 0) {
+    promotion = emptyPromotion(true, "refused", `signing or verification failed for ${unsigned.join(", ")}: no production tag moved`);
+    promotion.failed = unsigned.map((image) => ({ image, error: signing?.images.find((r) => r.image === image)?.error ?? "not verified" }));
+    log.error({ failed: unsigned }, "promotion refused: images not signed and verified");
+  } else if (promoting) {
     promotion = await promote({
       registry: c.registry,
       images: options.images,
@@ -660,17 +771,21 @@ export async function runCi(options: CiOptions): Promise<Report> {
       }
     }
   }
-  const ok = failedPush.length === 0 && (promotion === null || promotion.promoted);
+  const ok = failedPush.length === 0 && unsigned.length === 0 && (promotion === null || promotion.promoted);
   const slug = refSlug(c.branch);
   let summary: string;
   if (failedPush.length > 0) {
     summary = `${failedPush.length} of ${rows.size} images failed to publish (${failedPush.join(", ")})`;
     summary += promotion ? "; no production tag moved" : "";
+  } else if (unsigned.length > 0) {
+    summary = `all ${rows.size} images published under ${slug}; ${unsigned.length} failed signing or verification (${unsigned.join(", ")})`;
+    summary += promotion ? ": not promoted, no production tag moved" : "";
   } else if (promotion && !promotion.promoted) {
     summary = `all ${rows.size} images published under ${slug}; promotion failed: ${promotion.reason}`;
   } else {
     summary = `all ${rows.size} images published as ${tags.commit}`;
     if (options.moveBranchLatest ?? true) summary += ` and ${tags.branchLatest}`;
+    if (signing) summary += `; signed, attested and verified (${signing.mode})`;
     if (promotion) summary += `; promoted to ${tags.production}`;
   }
   return finish(summary, ok, mode);

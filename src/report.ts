@@ -4,6 +4,7 @@
  * it passes through the secret scrubber before it is rendered.
  */
 import { secrets, type SecretScrubber } from "./log.js";
+import type { SignedDigest } from "./signing.js";
 
 /** One tag moved (or restored) by promotion. */
 export interface TagMove {
@@ -138,6 +139,38 @@ export interface CacheReport {
   warnings: string[];
 }
 
+/** One image's signatures and attestations (each digest: the image, or an index and its platforms). */
+export interface SigningRow {
+  image: string;
+  ok: boolean;
+  digests: SignedDigest[];
+  /** Bytes cosign stored for the signatures (the .sig manifests' config and layers), all digests. */
+  signatureBytes: number | null;
+  /** Bytes of the attestations (the .att manifests: DSSE envelopes of the SBOM and provenance). */
+  attestationBytes: number | null;
+  /** Wall time of signing, attesting and verifying this image. */
+  ms: number;
+  error: string | null;
+}
+
+/** How the run signed, and what (absent in reports of runs that did not sign). */
+export interface SigningReport {
+  mode: "key" | "keyless";
+  /** Keyless: the Fulcio used. */
+  fulcioUrl: string | null;
+  /** The transparency log, or null (key-based without one). */
+  rekorUrl: string | null;
+  /** Keyless: the identity and issuer the run verified against. */
+  certificateIdentity: string | null;
+  certificateOidcIssuer: string | null;
+  /** Key-based: the public key the run verified with (PEM), for verifiers. */
+  publicKey: string | null;
+  ok: boolean;
+  /** Why nothing was signed, when nothing was (an image failed to publish). */
+  skipped: string | null;
+  images: SigningRow[];
+}
+
 export interface Report {
   schemaVersion: 1;
   ok: boolean;
@@ -150,6 +183,8 @@ export interface Report {
   promotion: PromotionResult | null;
   /** The registry build cache (absent in reports of runs without one). */
   cache?: CacheReport;
+  /** Signatures and attestations, verified before promotion (absent when signing is off). */
+  signing?: SigningReport;
   errors: string[];
   startedAt: string;
   finishedAt: string;
@@ -242,6 +277,7 @@ export function renderMarkdown(report: Report, scrubber: SecretScrubber = secret
       for (const p of i.platforms) lines.push(`| ${cell(i.image)} | \`${i.digest ?? "-"}\` | ${cell(p.platform)} | \`${p.digest}\` |`);
     }
   }
+  if (report.signing) lines.push("", ...renderSigning(report.signing));
   const p = report.promotion;
   if (p) {
     lines.push("", "## Promotion", "", `${p.promoted ? "Promoted" : `Not promoted (${p.outcome ?? "failed"})`}: ${p.reason}`);
@@ -306,5 +342,38 @@ export function renderCache(cache: CacheReport): string[] {
     lines.push("", "Cache warnings (the run built instead):");
     for (const w of cache.warnings) lines.push(`- ${cell(w)}`);
   }
+  return lines;
+}
+
+/** The report's signing section: what was signed, each digest, whether its signature and attestations verified, sizes and times. */
+export function renderSigning(signing: SigningReport): string[] {
+  const lines = ["## Signing", ""];
+  const how =
+    signing.mode === "key"
+      ? `key-based, transparency log ${signing.rekorUrl ? `\`${signing.rekorUrl}\`` : "off"}`
+      : `keyless (Fulcio \`${signing.fulcioUrl}\`, Rekor \`${signing.rekorUrl}\`), identity \`${signing.certificateIdentity}\` from \`${signing.certificateOidcIssuer}\``;
+  lines.push(`${signing.ok ? "Signed, attested and verified" : "NOT verified"}: ${how}.`);
+  if (signing.skipped) lines.push("", `Not signed: ${cell(signing.skipped)}`);
+  if (signing.images.length > 0) {
+    lines.push(
+      "",
+      "| image | what | digest | signed | attestations | verified | signature | attestations size | time |",
+      "|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const row of signing.images) {
+      row.digests.forEach((d, i) => {
+        lines.push(
+          `| ${i === 0 ? cell(row.image) : ""} | ${cell(d.role)} | \`${d.digest}\` | ${d.signed ? "yes" : "**no**"} | ${d.attested.join(", ") || "-"} | ` +
+            `${d.verified ? "yes" : "**no**"} | ${i === 0 ? formatBytes(row.signatureBytes) : ""} | ${i === 0 ? formatBytes(row.attestationBytes) : ""} | ${i === 0 ? seconds(row.ms) : ""} |`,
+        );
+      });
+    }
+    const failed = signing.images.filter((r) => r.error);
+    if (failed.length > 0) {
+      lines.push("", "Signing failures:");
+      for (const r of failed) lines.push(`- ${cell(r.image)}: ${cell(r.error)}`);
+    }
+  }
+  if (signing.publicKey) lines.push("", "Verify with this public key (`cosign verify --key cosign.pub <ref>@<digest>`):", "", "```", signing.publicKey.trim(), "```");
   return lines;
 }

@@ -262,6 +262,8 @@ export interface SignImageOptions {
   run: CosignRunner;
   /** An image index: sign its platform manifests too. */
   recursive?: boolean;
+  /** False: already signed (a platform manifest of an index signed recursively): attest and verify only. */
+  sign?: boolean;
 }
 
 /**
@@ -294,7 +296,7 @@ export async function signImage(o: SignImageOptions): Promise<SignedDigest> {
     }
   };
   try {
-    await step("sign", signArgs(o.ref, o.signer, o.paths, { recursive: o.recursive ?? false }));
+    if (o.sign ?? true) await step("sign", signArgs(o.ref, o.signer, o.paths, { recursive: o.recursive ?? false }));
     result.signed = true;
     for (const type of ATTESTATION_TYPES) {
       const predicate = JSON.stringify(o.predicates[type]);
@@ -363,4 +365,58 @@ export function renderVerification(v: Verification): string {
   for (const type of ATTESTATION_TYPES) lines.push(`- attestation ${type} (${ATTESTATIONS[type]}): ${v.attestations[type] ? "valid" : "none valid"}`);
   for (const e of v.errors) lines.push(`- error: ${e}`);
   return lines.join("\n");
+}
+
+/**
+ * The signer of a checked mode and URLs: none when off; key-based with no
+ * transparency log unless a Rekor URL is given; keyless with the public
+ * Fulcio and Rekor unless others are given.
+ */
+export function signerOf(mode: SigningMode, urls: { fulcioUrl?: string | undefined; rekorUrl?: string | undefined } = {}): Signer | null {
+  const rekor = urls.rekorUrl && urls.rekorUrl !== "off" ? urls.rekorUrl : null;
+  if (mode === "off") return null;
+  if (mode === "key") return { kind: "key", rekorUrl: rekor };
+  if (urls.rekorUrl === "off") throw new Error("keyless signing needs a transparency log: give a Rekor URL, not off");
+  return { kind: "keyless", fulcioUrl: urls.fulcioUrl || PUBLIC_FULCIO, rekorUrl: rekor ?? PUBLIC_REKOR };
+}
+
+/** One published image to sign: its repository (no tag), digest, and an index's platform digests. */
+export interface DigestTarget {
+  repository: string;
+  digest: string;
+  platforms: readonly { platform: string; digest: string }[];
+}
+
+export interface SignTargetOptions {
+  signer: Signer;
+  verifier: Verifier;
+  paths: CosignPaths;
+  run: CosignRunner;
+  /** The predicates of a digest: the image's (platform null: a single-platform image or the index), or one platform's. */
+  predicates: (digest: string, platform: string | null) => Predicates | Promise<Predicates>;
+}
+
+/**
+ * Sign, attest and verify one published image: a single-platform image's
+ * digest; or an index's digest (signed recursively, so every platform
+ * manifest carries a signature too) and then each platform's digest with
+ * its own attestations (its own packages). Never throws.
+ */
+export async function signTarget(target: DigestTarget, o: SignTargetOptions): Promise<SignedDigest[]> {
+  const at = (digest: string) => `${target.repository}@${digest}`;
+  const index = target.platforms.length > 0;
+  const once = async (digest: string, platform: string | null, extra: { role: string; recursive?: boolean; sign?: boolean }): Promise<SignedDigest> => {
+    let predicates: Predicates;
+    try {
+      predicates = await o.predicates(digest, platform);
+    } catch (error) {
+      return { ref: at(digest), digest, role: extra.role, signed: false, attested: [], verified: false, verifiedAttestations: [], steps: [], error: `documents: ${message(error)}` };
+    }
+    return signImage({ ref: at(digest), signer: o.signer, verifier: o.verifier, paths: o.paths, run: o.run, predicates, ...extra });
+  };
+  if (!index) return [await once(target.digest, null, { role: "image" })];
+  const results = [await once(target.digest, null, { role: "index", recursive: true })];
+  if (!results[0]?.signed) return results;
+  for (const p of target.platforms) results.push(await once(p.digest, p.platform, { role: p.platform, sign: false }));
+  return results;
 }

@@ -9,10 +9,13 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/log.js";
 import { RegistryClient } from "../../src/registry.js";
-import { cosignTags, type Predicates, signImage, type Signer, type Verifier, verifyReference } from "../../src/signing.js";
+import { runCi, type Signing } from "../../src/release.js";
+import { renderJson, renderMarkdown, type Report } from "../../src/report.js";
+import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifyReference } from "../../src/signing.js";
 import { cosignVersion, type HostCosign, hostCosign } from "./cosign.js";
-import { pushSynthetic, type RunningRegistry, startRegistry } from "./harness.js";
+import { LogCapture, pushSynthetic, pushSyntheticIndex, type RunningRegistry, startRegistry } from "./harness.js";
 import { standInPredicates } from "./predicates.js";
 
 const KEY_PASSWORD = `key-canary-${Date.now().toString(36)}-S3cr3t`;
@@ -131,6 +134,169 @@ describe.skipIf(!HAVE_COSIGN)("key-based signing with real cosign on a real regi
     for (const arg of cosign.calls.flatMap((c) => c.argv)) {
       expect(arg).not.toContain(KEY_PASSWORD);
       expect(arg).not.toContain(REGISTRY_PASSWORD);
+    }
+  });
+});
+
+const SHA_A = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+const SHA_B = "b2c3d4e5f60718293a4b5c6d7e8f901234567890";
+const PROD = "25.11-ubuntu24.04-latest";
+
+describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed digest before promotion (real cosign)", () => {
+  let registry: RunningRegistry;
+  let cosign: HostCosign;
+  let privateKey: string;
+  const capture = new LogCapture();
+  const log = createLogger({ destination: capture.stream, level: "debug" });
+  const reports: Report[] = [];
+  const signer: Signer = { kind: "key", rekorUrl: null };
+  const verifier: Verifier = { kind: "key", rekorUrl: null };
+  let project = 0;
+
+  beforeAll(async () => {
+    registry = await startRegistry({ kind: "htpasswd", users: [USER] });
+    cosign = hostCosign({ host: registry.host, ...USER }, KEY_PASSWORD);
+    cosign.generateKeyPair(KEY_PASSWORD);
+    privateKey = readFileSync(cosign.paths.key, "utf8");
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    cosign?.remove();
+  });
+
+  const client = () => new RegistryClient({ ...USER, plainHttp: true, logger: log, minBackoffMs: 20, maxBackoffMs: 200 });
+  const signing = (c: HostCosign = cosign): Signing => ({
+    describe: { mode: "key", fulcioUrl: null, rekorUrl: null, certificateIdentity: null, certificateOidcIssuer: null, publicKey: readFileSync(c.paths.publicKey, "utf8") },
+    sign: (target) => signTarget(target, { signer, verifier, paths: c.paths, run: c.run, predicates: (digest) => standInPredicates(target.image, digest) }),
+  });
+
+  async function run(images: string[], branch: string, sha: string, extra: { signing?: Signing; index?: boolean; path?: string } = {}) {
+    const path = extra.path ?? `${registry.host}/group/s${++project}`;
+    const c = client();
+    const report = await runCi({
+      context: { branch, commitSha: sha, defaultBranch: "main", pipelineSource: "push", registry: path, slurmVersion: "25.11", flavor: "ubuntu24.04", group: "core" },
+      images,
+      check: async () => {},
+      push: async (image, ref) => (extra.index ? `${ref}@${await pushSyntheticIndex(c, ref, `${image}-${sha}`)}` : pushSynthetic(c, ref, `${image}-${sha}`)),
+      client: () => c,
+      signing: extra.signing ?? signing(),
+      concurrency: 2,
+      settleMs: 20,
+      log,
+    });
+    reports.push(report);
+    return { report, path };
+  }
+
+  it("on main: signs and attests each image, verifies, then promotes; the production tag verifies", async () => {
+    const started = Date.now();
+    const { report, path } = await run(["slurmctld", "slurmd"], "main", SHA_A);
+    expect(report.ok, renderMarkdown(report)).toBe(true);
+    expect(report.promotion?.promoted).toBe(true);
+    expect(report.signing?.ok).toBe(true);
+    for (const row of report.signing?.images ?? []) {
+      expect(row.digests).toHaveLength(1);
+      expect(row.digests[0]).toMatchObject({ role: "image", signed: true, verified: true, attested: ["spdxjson", "slsaprovenance1"] });
+      expect(row.digests[0]?.digest).toBe(report.images.find((i) => i.image === row.image)?.digest);
+      expect(row.signatureBytes).toBeGreaterThan(100);
+      expect(row.attestationBytes).toBeGreaterThan(row.signatureBytes ?? 0);
+      console.log(
+        `${row.image}: signed+attested+verified in ${row.ms} ms (${row.digests[0]?.steps.map((s) => `${s.name} ${s.ms} ms`).join(", ")}); ` +
+          `signature ${row.signatureBytes} B, attestations ${row.attestationBytes} B`,
+      );
+    }
+    console.log(`ci run of 2 images with signing: ${Date.now() - started} ms`);
+    const md = renderMarkdown(report);
+    expect(md).toContain("## Signing");
+    expect(md).toContain("Signed, attested and verified: key-based, transparency log off.");
+    expect(md).toContain(readFileSync(cosign.paths.publicKey, "utf8").trim());
+    for (const image of ["slurmctld", "slurmd"]) {
+      const v = await verifyReference(`${path}/${image}:${PROD}`, verifier, cosign.paths, cosign.run);
+      expect(v.errors).toEqual([]);
+      expect(v.signatureDigests).toEqual([report.images.find((i) => i.image === image)?.digest]);
+    }
+  });
+
+  it("a second commit promoted over the first: the production tag verifies on the new digest", async () => {
+    const path = `${registry.host}/group/s-two`;
+    await run(["login"], "main", SHA_A, { path });
+    const { report } = await run(["login"], "main", SHA_B, { path });
+    expect(report.ok).toBe(true);
+    expect(report.promotion?.moved).toHaveLength(1);
+    const v = await verifyReference(`${path}/login:${PROD}`, verifier, cosign.paths, cosign.run);
+    expect(v.ok).toBe(true);
+    expect(v.signatureDigests).toEqual([report.images[0]?.digest]);
+  });
+
+  it("an image index: the index is signed recursively, each platform attested with its own documents, all verified", async () => {
+    const { report, path } = await run(["slurmd"], "feature/multi", SHA_A, { index: true });
+    expect(report.ok, renderMarkdown(report)).toBe(true);
+    const row = report.signing?.images[0];
+    expect(row?.digests.map((d) => d.role)).toEqual(["index", "linux/amd64", "linux/arm64"]);
+    expect(row?.digests.every((d) => d.verified)).toBe(true);
+    for (const p of report.images[0]?.platforms ?? []) {
+      expect((await verifyReference(`${path}/slurmd@${p.digest}`, verifier, cosign.paths, cosign.run)).ok).toBe(true);
+    }
+  });
+
+  it("when signing fails (wrong key password), nothing is promoted and the report says which image and why", async () => {
+    const path = `${registry.host}/group/s-fail`;
+    const first = await run(["sackd", "login"], "main", SHA_A, { path });
+    expect(first.report.promotion?.promoted).toBe(true);
+    const broken = hostCosign({ host: registry.host, ...USER }, "not-the-key-password");
+    try {
+      // The same key, the wrong password: cosign cannot decrypt it.
+      broken.generateKeyPair("throwaway");
+      const { writeFileSync } = await import("node:fs");
+      writeFileSync(broken.paths.key, privateKey, { mode: 0o600 });
+      writeFileSync(broken.paths.publicKey, readFileSync(cosign.paths.publicKey));
+      const { report } = await run(["sackd", "login"], "main", SHA_B, { path, signing: signing(broken) });
+      expect(report.ok).toBe(false);
+      expect(report.signing?.ok).toBe(false);
+      expect(report.promotion).toMatchObject({ promoted: false, outcome: "refused", moved: [] });
+      expect(report.summary).toMatch(/failed signing or verification \(sackd, login\): not promoted, no production tag moved/);
+      for (const i of report.images) expect(i.error).toMatch(/^signing failed: image sha256:[0-9a-f]{64}: sign \S+@sha256:[0-9a-f]{64}: cosign sign failed: .*decrypt/);
+      expect(renderMarkdown(report)).toMatch(/NOT verified[\s\S]*Signing failures:/);
+      const observer = new RegistryClient({ ...USER, plainHttp: true });
+      for (const image of ["sackd", "login"]) {
+        const prod = await observer.headManifest(`${path}/${image}:${PROD}`);
+        expect(prod?.digest).toBe(first.report.images.find((i) => i.image === image)?.digest);
+      }
+    } finally {
+      broken.remove();
+    }
+  });
+
+  it("an image that fails to publish: nothing is signed, nothing promoted", async () => {
+    const c = client();
+    const report = await runCi({
+      context: { branch: "main", commitSha: SHA_A, defaultBranch: "main", pipelineSource: "push", registry: `${registry.host}/group/s-nopush`, slurmVersion: "25.11", flavor: "ubuntu24.04", group: "core" },
+      images: ["slurmctld", "slurmd"],
+      push: async (image, ref) => {
+        if (image === "slurmd") throw new Error("push refused");
+        return pushSynthetic(c, ref, image);
+      },
+      client: () => c,
+      signing: signing(),
+      settleMs: 20,
+      log,
+    });
+    expect(report.ok).toBe(false);
+    expect(report.signing).toMatchObject({ ok: false, images: [], skipped: "slurmd failed to publish: nothing signed" });
+    expect(report.promotion?.promoted).toBe(false);
+    expect(cosign.calls.filter((call) => call.argv.some((a) => a.includes("s-nopush")))).toEqual([]);
+  });
+
+  it("no log line, report, cosign output or registry file holds the private key or either password", () => {
+    expect(reports.length).toBeGreaterThan(3);
+    const texts = [capture.text(), cosign.output.join("\n"), ...reports.flatMap((r) => [renderJson(r), renderMarkdown(r)])];
+    const keyLines = privateKey.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----"));
+    const secretsToFind = [KEY_PASSWORD, REGISTRY_PASSWORD, Buffer.from(`${USER.username}:${REGISTRY_PASSWORD}`).toString("base64"), ...keyLines];
+    const files = filesUnder(join(registry.dir, "data"));
+    expect(files.filter((f) => f.includes("/blobs/")).length).toBeGreaterThan(20);
+    for (const secret of secretsToFind) {
+      for (const text of texts) expect(text.includes(secret)).toBe(false);
+      for (const file of files) expect(readFileSync(file).includes(secret), file).toBe(false);
     }
   });
 });
