@@ -17,6 +17,34 @@ for name in CI_COMMIT_BRANCH CI_COMMIT_SHA CI_DEFAULT_BRANCH CI_PIPELINE_SOURCE 
   [[ -n "${!name:-}" ]] || die "${name} is not set (this job runs in GitLab branch pipelines only)"
 done
 
+# Signing (SIGNING: keyless, key or off). Secrets are passed by name or path only:
+# the OIDC token (id_tokens) as env:SIGSTORE_ID_TOKEN, the key (a File variable) as
+# file:$COSIGN_PRIVATE_KEY, its password as env:COSIGN_PASSWORD.
+signing="${SIGNING:-keyless}"
+sign_args=(--signing "$signing")
+case "$signing" in
+  keyless)
+    [[ -n "${SIGSTORE_ID_TOKEN:-}" ]] ||
+      die "SIGNING=keyless needs the job's OIDC token SIGSTORE_ID_TOKEN (id_tokens with aud sigstore in .gitlab-ci.yml); or set SIGNING to key or off"
+    identity="${SIGNING_CERTIFICATE_IDENTITY:-${CI_PROJECT_URL:-}//${CI_CONFIG_PATH:-.gitlab-ci.yml}@refs/heads/${CI_COMMIT_BRANCH}}"
+    sign_args+=(--oidc-token env:SIGSTORE_ID_TOKEN
+      --certificate-identity "$identity"
+      --certificate-oidc-issuer "${SIGNING_CERTIFICATE_OIDC_ISSUER:-${CI_SERVER_URL:-https://gitlab.com}}")
+    ;;
+  key)
+    [[ -n "${COSIGN_PRIVATE_KEY:-}" && -f "${COSIGN_PRIVATE_KEY:-}" ]] ||
+      die "SIGNING=key needs COSIGN_PRIVATE_KEY: a CI/CD variable of type File holding cosign.key"
+    [[ -n "${COSIGN_PASSWORD:-}" ]] || die "SIGNING=key needs COSIGN_PASSWORD: a masked CI/CD variable with the key's password"
+    sign_args+=(--signing-key "file:${COSIGN_PRIVATE_KEY}" --signing-password env:COSIGN_PASSWORD)
+    ;;
+  off) ;;
+  *) die "SIGNING=${signing}: valid values are keyless, key, off" ;;
+esac
+if [[ "$signing" != "off" ]]; then
+  [[ -z "${SIGNING_FULCIO_URL:-}" ]] || sign_args+=(--fulcio-url "$SIGNING_FULCIO_URL")
+  [[ -z "${SIGNING_REKOR_URL:-}" ]] || sign_args+=(--rekor-url "$SIGNING_REKOR_URL")
+fi
+
 "${here}/install-dagger.sh"
 
 dagger_bin="${DAGGER_BIN_DIR:-/usr/local/bin}/dagger"
@@ -39,6 +67,7 @@ export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
   --commit-timestamp "${CI_COMMIT_TIMESTAMP:-}" \
   --build-cache "${BUILD_CACHE:-on}" \
   --cache-max-age-days "${BUILD_CACHE_MAX_AGE_DAYS:-7}" \
+  "${sign_args[@]}" \
   export --path report
 
 status="$(cat report/status 2>/dev/null || echo "missing")"

@@ -14,6 +14,9 @@ import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
 import { sortPlatforms } from "./platform.js";
+import { type SigningArgs, verifyInEngine } from "./cosign.js";
+import { signingProblems } from "./inputs.js";
+import type { SigningMode } from "./signing.js";
 
 /** " (linux/arm64)" after an image's name when a run builds several platforms. */
 function onPlatform(resolved: Resolved, platform: string): string {
@@ -29,6 +32,39 @@ function cacheLine(cached: CachedBuild): string {
     `${reused} of ${Object.keys(cached.plan.images).length} images reused` +
     (cached.warnings.length > 0 ? `; warnings: ${cached.warnings.join("; ")}` : "")
   );
+}
+
+type SigningInputs = {
+  signing: string;
+  signingKey?: Secret | undefined;
+  signingPassword?: Secret | undefined;
+  oidcToken?: Secret | undefined;
+  fulcioUrl?: string | undefined;
+  rekorUrl?: string | undefined;
+  certificateIdentity?: string | undefined;
+  certificateOidcIssuer?: string | undefined;
+};
+
+/** The signing inputs that may be given empty (a CI variable left unset). */
+const SIGNING_OPTIONAL = ["fulcioUrl", "rekorUrl", "certificateIdentity", "certificateOidcIssuer"] as const;
+
+/** The signing strings checked with every other input. */
+function signingFields(s: SigningInputs) {
+  return { signing: s.signing, fulcioUrl: s.fulcioUrl, rekorUrl: s.rekorUrl, certificateIdentity: s.certificateIdentity, certificateOidcIssuer: s.certificateOidcIssuer };
+}
+
+/** Checked signing inputs as the engine run takes them (empty strings: not given). */
+function signingArgs(s: SigningInputs): SigningArgs {
+  return {
+    mode: s.signing as SigningMode,
+    signingKey: s.signingKey,
+    signingPassword: s.signingPassword,
+    oidcToken: s.oidcToken,
+    fulcioUrl: s.fulcioUrl || undefined,
+    rekorUrl: s.rekorUrl || undefined,
+    certificateIdentity: s.certificateIdentity || undefined,
+    certificateOidcIssuer: s.certificateOidcIssuer || undefined,
+  };
 }
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
@@ -237,10 +273,31 @@ export class SlinkyContainers {
     commitTimestamp?: string,
     /** Platforms, comma-separated: linux/amd64, linux/arm64 or both (then each tag holds an image index); default the manifest's defaults.platforms (linux/amd64). */
     platforms?: string,
+    /** Sign, attest (SBOM, provenance) and verify every pushed digest: off, key or keyless. */
+    signing = "off",
+    /** Key-based: the cosign private key, e.g. file:cosign.key. */
+    signingKey?: Secret,
+    /** Key-based: the key's password, e.g. env:COSIGN_PASSWORD. */
+    signingPassword?: Secret,
+    /** Keyless: an OIDC identity token for Fulcio, e.g. env:SIGSTORE_ID_TOKEN. */
+    oidcToken?: Secret,
+    /** Keyless: the Fulcio URL (default the public https://fulcio.sigstore.dev). */
+    fulcioUrl?: string,
+    /** Transparency log: a Rekor URL, or off (key-based only); default public Rekor for keyless, off for key-based. */
+    rekorUrl?: string,
+    /** Keyless: the identity to verify the certificate against, e.g. https://gitlab.com/group/project//.gitlab-ci.yml@refs/heads/main. */
+    certificateIdentity?: string,
+    /** Keyless: the OIDC issuer to verify against, e.g. https://gitlab.com. */
+    certificateOidcIssuer?: string,
   ): Promise<string> {
-    checkInputs({ registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group, platforms }, ["commitTimestamp", "username"]);
+    const sign = { signing, signingKey, signingPassword, oidcToken, fulcioUrl, rekorUrl, certificateIdentity, certificateOidcIssuer };
+    checkInputs(
+      { registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group, platforms, ...signingFields(sign) },
+      ["commitTimestamp", "username"],
+      signingProblems(sign, { signingKey: !!signingKey, signingPassword: !!signingPassword, oidcToken: !!oidcToken }),
+    );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
-    return outcome(await engineRun(run, { check: false, push: "build", promote: false }));
+    return outcome(await engineRun({ ...run, signing: signingArgs(sign) }, { check: false, push: "build", promote: false }));
   }
 
   /**
@@ -316,11 +373,29 @@ export class SlinkyContainers {
     cacheMaxAgeDays = 7,
     /** $PLATFORMS: linux/amd64, linux/arm64 or both, comma-separated (then each tag holds an image index); default the manifest's defaults.platforms (linux/amd64). */
     platforms?: string,
+    /** $SIGNING: sign, attest (SBOM, provenance) and verify every pushed digest before promotion: off, key or keyless. */
+    signing = "off",
+    /** Key-based: the cosign private key, e.g. file:$COSIGN_PRIVATE_KEY (a GitLab File variable). */
+    signingKey?: Secret,
+    /** Key-based: the key's password, e.g. env:COSIGN_PASSWORD (masked). */
+    signingPassword?: Secret,
+    /** Keyless: the job's OIDC token, e.g. env:SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore). */
+    oidcToken?: Secret,
+    /** $SIGNING_FULCIO_URL: keyless: the Fulcio (default the public https://fulcio.sigstore.dev). */
+    fulcioUrl?: string,
+    /** $SIGNING_REKOR_URL: a Rekor URL, or off (key-based only); default public Rekor for keyless, off for key-based. */
+    rekorUrl?: string,
+    /** Keyless: the identity the certificates must carry, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/$CI_COMMIT_BRANCH. */
+    certificateIdentity?: string,
+    /** Keyless: the issuer the certificates must carry, e.g. $CI_SERVER_URL. */
+    certificateOidcIssuer?: string,
   ): Promise<Directory> {
+    const sign = { signing, signingKey, signingPassword, oidcToken, fulcioUrl, rekorUrl, certificateIdentity, certificateOidcIssuer };
     // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
     checkInputs(
-      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms },
-      branch === "" ? ["branch", "registry", "username", "commitTimestamp"] : ["username", "commitTimestamp"],
+      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms, ...signingFields(sign) },
+      branch === "" ? ["branch", "registry", "username", "commitTimestamp", ...SIGNING_OPTIONAL] : ["username", "commitTimestamp", ...SIGNING_OPTIONAL],
+      branch === "" ? [] : signingProblems(sign, { signingKey: !!signingKey, signingPassword: !!signingPassword, oidcToken: !!oidcToken }),
     );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     const cache = cacheOptions({
@@ -331,8 +406,41 @@ export class SlinkyContainers {
       maxAgeDays: cacheMaxAgeDays,
       scope: scopeOf(branch, defaultBranch),
     });
-    const report = await engineRun({ ...run, defaultBranch, pipelineSource, cache }, { check: true, push: "build", promote: true });
+    const report = await engineRun({ ...run, defaultBranch, pipelineSource, cache, signing: signingArgs(sign) }, { check: true, push: "build", promote: true });
     return reportDirectory(report);
+  }
+
+  /**
+   * Check a reference's cosign signature and its two signed attestations
+   * (SPDX SBOM, SLSA v1 provenance): with the public key (key-based), or
+   * with the certificate identity and issuer (keyless). Prints what was
+   * verified; fails if anything is not.
+   */
+  @func({ cache: "never" })
+  async verify(
+    /** The image, by tag or by digest, e.g. registry.gitlab.com/group/project/slurmd@sha256:... */
+    reference: string,
+    /** Key-based: the public key (cosign.pub). */
+    publicKey?: File,
+    /** Keyless: the identity the certificate must carry, e.g. https://gitlab.com/group/project//.gitlab-ci.yml@refs/heads/main. */
+    certificateIdentity?: string,
+    /** Keyless: the issuer the certificate must carry, e.g. https://gitlab.com. */
+    certificateOidcIssuer?: string,
+    /** The transparency log: a Rekor URL, or off (key-based signatures made without one, this module's key-based default). */
+    rekorUrl?: string,
+    /** Registry user, for a private registry. */
+    username?: string,
+    /** Registry password or token, e.g. env:REGISTRY_TOKEN. */
+    password?: Secret,
+  ): Promise<string> {
+    const mode: SigningMode = publicKey ? "key" : "keyless";
+    const fields = { reference, certificateIdentity, certificateOidcIssuer, rekorUrl, username };
+    checkInputs(
+      fields,
+      [],
+      publicKey ? [] : signingProblems({ signing: "keyless", rekorUrl, certificateIdentity, certificateOidcIssuer }, { signingKey: false, signingPassword: false, oidcToken: true }),
+    );
+    return verifyInEngine(await this.manifest(), { reference, mode, publicKey, certificateIdentity, certificateOidcIssuer, rekorUrl, username, password });
   }
 
   /** What publish, promote and ci share. */

@@ -22,8 +22,10 @@ import { createLogger, type Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
 import type { PlatformName } from "./platform.js";
 import { type Resolved, requireChecksums, resolve } from "./plan.js";
+import { cosignContainer, derivedPublicKey, dockerConfigSecret, engineRunner, type SigningArgs, signerFromArgs } from "./cosign.js";
 import { parseRef, RegistryClient } from "./registry.js";
-import { runCi } from "./release.js";
+import { runCi, type Signing } from "./release.js";
+import { CONTAINER_PATHS, type Predicates, signTarget, verifierOf } from "./signing.js";
 import { type CacheReport, renderJson, renderMarkdown, type Report } from "./report.js";
 import { smokeScript } from "./smoke.js";
 
@@ -48,6 +50,47 @@ export interface EngineRun {
   password: Secret;
   /** The registry build cache; null or absent: build everything. */
   cache?: CacheOptions | null;
+  /** Sign, attest and verify every pushed digest before promotion; absent or mode off: not signed. */
+  signing?: SigningArgs;
+}
+
+/** The predicates attested on one digest of an image (platform null: the image, or an index). */
+export type DocumentsFn = (image: string, digest: string, platform: PlatformName | null) => Promise<Predicates>;
+
+/**
+ * Signing in an engine run: cosign's pinned container with the secrets
+ * mounted, the verifier (key-based: the public key derived from the private
+ * key, shown in the report), and the documents of each digest.
+ */
+export async function engineSigning(run: EngineRun, documents: DocumentsFn): Promise<Signing | undefined> {
+  const args = run.signing;
+  const signer = args ? signerFromArgs(args) : null;
+  if (!args || !signer) return undefined;
+  const verifier = verifierOf(
+    signer,
+    signer.kind === "keyless" ? { certificateIdentity: args.certificateIdentity ?? "", certificateOidcIssuer: args.certificateOidcIssuer ?? "" } : undefined,
+  );
+  const publicKey = signer.kind === "key" ? derivedPublicKey(run.manifest, args) : undefined;
+  const registryAuth = dockerConfigSecret(registryHost(run.registry), run.username, await run.password.plaintext());
+  const base = cosignContainer(run.manifest, args, registryAuth, publicKey);
+  return {
+    describe: {
+      mode: signer.kind,
+      fulcioUrl: signer.kind === "keyless" ? signer.fulcioUrl : null,
+      rekorUrl: signer.rekorUrl,
+      certificateIdentity: verifier.kind === "keyless" ? verifier.certificateIdentity : null,
+      certificateOidcIssuer: verifier.kind === "keyless" ? verifier.certificateOidcIssuer : null,
+      publicKey: publicKey ? await publicKey.contents() : null,
+    },
+    sign: (target) =>
+      signTarget(target, {
+        signer,
+        verifier,
+        paths: CONTAINER_PATHS,
+        run: engineRunner(base),
+        predicates: (digest, platform) => documents(target.image, digest, platform as PlatformName | null),
+      }),
+  };
 }
 
 export interface Stages {
@@ -113,7 +156,10 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
       .then((password) => new RegistryClient({ username: run.username, password, logger: log }));
     return client;
   };
+  const pushes = run.branch !== "" && !["merge_request_event", "external_pull_request_event"].includes(run.pipelineSource);
+  const signing = stages.push === "build" && pushes ? await engineSigning(run, documentsOf(run, resolved, variants)) : undefined;
   const report = await runCi({
+    ...(signing ? { signing } : {}),
     context: {
       branch: run.branch,
       commitSha: run.commitSha,
@@ -229,6 +275,24 @@ function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, loo
   // A reused image was neither built nor checked in this run (its entry's run did both).
   const images = report.images.map((row) => (reusedEntry(cached, row.image) ? { ...row, built: null, buildMs: null } : row));
   return { ...report, images, cache: section };
+}
+
+/**
+ * The documents attested on each digest. INTERIM until src/sbom.ts and
+ * src/provenance.ts land: the pinned inputs as a minimal predicate of each
+ * type (cosign attests any JSON predicate).
+ */
+export function documentsOf(run: EngineRun, resolved: Resolved, _variants: (name: string) => Promise<Container[]>): DocumentsFn {
+  return async (image, digest, platform) => {
+    const subject = { image, digest, platform: platform ?? resolved.platforms.join(","), slurm: resolved.slurm };
+    return {
+      spdxjson: { spdxVersion: "SPDX-2.3", SPDXID: "SPDXRef-DOCUMENT", name: image, subject },
+      slsaprovenance1: {
+        buildDefinition: { buildType: "slinky-containers", externalParameters: { image, commit: run.commitSha, branch: run.branch }, resolvedDependencies: [] },
+        runDetails: { builder: { id: "slinky-containers" } },
+      },
+    };
+  };
 }
 
 /** report.json, report.md and status ("passed" or "failed") in a directory. */

@@ -83,6 +83,14 @@ describe("publish, promote and ci as dagger call sees them", () => {
       buildCache: ["STRING_KIND", "required", "on"],
       cacheRegistry: ["STRING_KIND", "optional", undefined],
       cacheMaxAgeDays: ["INTEGER_KIND", "required", 7],
+      signing: ["STRING_KIND", "required", "off"],
+      signingKey: ["Secret", "optional", undefined],
+      signingPassword: ["Secret", "optional", undefined],
+      oidcToken: ["Secret", "optional", undefined],
+      fulcioUrl: ["STRING_KIND", "optional", undefined],
+      rekorUrl: ["STRING_KIND", "optional", undefined],
+      certificateIdentity: ["STRING_KIND", "optional", undefined],
+      certificateOidcIssuer: ["STRING_KIND", "optional", undefined],
     });
     expect(module.methods.publish!.returnType.kind).toBe("STRING_KIND");
     expect(module.methods.promote!.returnType.kind).toBe("STRING_KIND");
@@ -91,7 +99,9 @@ describe("publish, promote and ci as dagger call sees them", () => {
   it("accepts exactly the flags the GitLab job passes to dagger call ci, and gets every required one", () => {
     const script = readFileSync(join(ROOT, "ci", "dagger-ci.sh"), "utf8");
     const call = script.slice(script.indexOf("call ci"), script.indexOf("export --path"));
-    const passed = [...call.matchAll(/--([a-z-]+)\s/g)].map((m) => m[1]);
+    const signArgs = [...script.matchAll(/sign_args\+?=\(([^)]*)\)/g)].map((m) => m[1]).join(" ");
+    const passed = [...`${call} ${signArgs}`.matchAll(/--([a-z-]+)\s/g)].map((m) => m[1]);
+    expect(passed).toEqual(expect.arrayContaining(["signing", "oidc-token", "certificate-identity", "signing-key", "signing-password", "fulcio-url", "rekor-url"]));
     const known = Object.keys(module.methods.ci!.arguments).map(kebab);
     expect(passed.filter((flag) => !known.includes(flag as string))).toEqual([]);
     const required = Object.values(module.methods.ci!.arguments)

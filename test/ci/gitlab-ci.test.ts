@@ -165,6 +165,8 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
 
 describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)", () => {
   const canary = "canary-pw-7f3a9c1e55d0";
+  // What GitLab puts in the job's id_token variable (gitlab-ci-local mints none): a canary.
+  const tokenCanary = "eyJ.canary-id-token.5ab3";
 
   async function runJob(extra: string[], file = "run.gitlab-ci.yml") {
     const out = join(standIn.dir, `run-${Math.random().toString(36).slice(2)}`);
@@ -192,6 +194,8 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       "CI_REGISTRY_USER=gitlab-ci-token",
       "--variable",
       `CI_REGISTRY_PASSWORD=${canary}`,
+      "--variable",
+      `SIGSTORE_ID_TOKEN=${tokenCanary}`,
       ...extra,
     ];
     const r = await gcl(repo, args, { PATH: `${join(repo, ".standin-bin")}:${process.env.PATH ?? ""}` });
@@ -228,10 +232,19 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(flag(argv, "--flavor")).toBe("ubuntu24.04");
     expect(flag(argv, "--group")).toBe("all");
     expect(flag(argv, "--platforms")).toBe("linux/amd64");
-    // the secret reaches the CLI through the environment only, never argv or the log
+    // keyless signing by default: the job's id_token by name, the identity and issuer of this job
+    expect(flag(argv, "--signing")).toBe("keyless");
+    expect(flag(argv, "--oidc-token")).toBe("env:SIGSTORE_ID_TOKEN");
+    expect(flag(argv, "--certificate-identity")).toMatch(/\/example-group\/slinky-containers\/\/\.gitlab-ci\.yml@refs\/heads\/main$/);
+    expect(flag(argv, "--certificate-oidc-issuer")).toMatch(/^https?:\/\//);
+    expect(argv).not.toContain("--fulcio-url");
+    expect(argv).not.toContain("--rekor-url");
+    // the secrets reach the CLI through the environment only, never argv or the log
     expect(envSeen.PASSWORD_SHA256).toBe(sha256(canary));
-    expect(argv.join(" ")).not.toContain(canary);
-    expect(log + r.stdout + r.stderr).not.toContain(canary);
+    for (const secret of [canary, tokenCanary]) {
+      expect(argv.join(" ")).not.toContain(secret);
+      expect(log + r.stdout + r.stderr).not.toContain(secret);
+    }
     expect(envSeen).toMatchObject({
       DAGGER_NO_NAG: "1",
       DOCKER_HOST: "tcp://docker:2376",
@@ -269,6 +282,43 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
       await checkout(repo, "main");
     }
   }, 90_000);
+
+  it("key-based signing: the File variable's path and the password by name; the Rekor URL given reaches the call", async () => {
+    const keyFile = join(standIn.dir, "cosign.key");
+    writeFileSync(keyFile, "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\ncanary-key-body-88f1\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n");
+    const { r, argv, log } = await runJob([
+      "--variable",
+      "SIGNING=key",
+      "--variable",
+      `COSIGN_PRIVATE_KEY=${keyFile}`,
+      "--variable",
+      "COSIGN_PASSWORD=canary-key-password-0b7e",
+      "--variable",
+      "SIGNING_REKOR_URL=https://rekor.site.example",
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(flag(argv, "--signing")).toBe("key");
+    expect(flag(argv, "--signing-key")).toBe(`file:${keyFile}`);
+    expect(flag(argv, "--signing-password")).toBe("env:COSIGN_PASSWORD");
+    expect(flag(argv, "--rekor-url")).toBe("https://rekor.site.example");
+    expect(argv).not.toContain("--oidc-token");
+    for (const secret of ["canary-key-body-88f1", "canary-key-password-0b7e"]) {
+      expect(argv.join(" ") + log + r.stdout + r.stderr).not.toContain(secret);
+    }
+  }, 90_000);
+
+  it("stops before any call when signing lacks what it needs, naming it", async () => {
+    const keyless = await runJob(["--variable", "SIGSTORE_ID_TOKEN="]);
+    expect(keyless.r.code).not.toBe(0);
+    expect(keyless.log).toMatch(/SIGNING=keyless needs the job's OIDC token SIGSTORE_ID_TOKEN/);
+    expect(keyless.argv).toEqual([]);
+    const key = await runJob(["--variable", "SIGNING=key"]);
+    expect(key.log).toMatch(/SIGNING=key needs COSIGN_PRIVATE_KEY: a CI\/CD variable of type File/);
+    expect(key.argv).toEqual([]);
+    const off = await runJob(["--variable", "SIGNING=off"]);
+    expect(off.r.code, off.r.stdout + off.r.stderr).toBe(0);
+    expect(flag(off.argv, "--signing")).toBe("off");
+  }, 180_000);
 
   it("keeps the report artifact when the Dagger call fails (artifacts when: always)", async () => {
     const { r, argv, artifactExists } = await runJob(["--variable", "STANDIN_EXIT=3"]);
