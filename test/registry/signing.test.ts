@@ -300,3 +300,104 @@ describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed diges
     }
   });
 });
+
+/**
+ * A STAND-IN Fulcio on loopback (the public Fulcio and Rekor cannot be
+ * reached here): it records every request and refuses to issue a
+ * certificate, as a Fulcio does for a token it does not accept.
+ */
+async function startStandInFulcio(): Promise<{ url: string; requests: { method: string; path: string; authorization: string; body: string }[]; stop: () => Promise<void> }> {
+  const { createServer } = await import("node:http");
+  const requests: { method: string; path: string; authorization: string; body: string }[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body: Buffer.concat(chunks).toString("utf8") });
+      res.writeHead(403, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: 7, message: "STAND-IN Fulcio: the OIDC token is not accepted" }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return { url: `http://127.0.0.1:${port}`, requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** An unsigned JWT shaped like a GitLab job's id_token (cosign reads its claims before asking Fulcio). */
+function standInIdToken(canary: string): string {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  return [
+    part({ alg: "RS256", typ: "JWT", kid: "stand-in" }),
+    part({ iss: "https://gitlab.example.com", sub: "project_path:group/p:ref_type:branch:ref:main", aud: "sigstore", exp: now + 600, iat: now, nbf: now, canary }),
+    Buffer.from(`${canary}-signature`).toString("base64url"),
+  ].join(".");
+}
+
+describe.skipIf(!HAVE_COSIGN)("keyless signing against a STAND-IN Fulcio (real cosign)", () => {
+  let registry: RunningRegistry;
+  let cosign: HostCosign;
+  let fulcio: Awaited<ReturnType<typeof startStandInFulcio>>;
+  const TOKEN_CANARY = `token-canary-${Date.now().toString(36)}`;
+  const token = standInIdToken(TOKEN_CANARY);
+  const capture = new LogCapture();
+  const log = createLogger({ destination: capture.stream, level: "debug" });
+
+  beforeAll(async () => {
+    registry = await startRegistry({ kind: "htpasswd", users: [USER] });
+    fulcio = await startStandInFulcio();
+    cosign = hostCosign({ host: registry.host, ...USER });
+    cosign.setToken(token);
+  });
+  afterAll(async () => {
+    await fulcio?.stop();
+    await registry?.stop();
+    cosign?.remove();
+  });
+
+  it("sends the token from its secret file to the Fulcio given; Fulcio refuses: the run fails cleanly, nothing promoted, the token nowhere", async () => {
+    const path = `${registry.host}/group/keyless`;
+    const c = new RegistryClient({ ...USER, plainHttp: true, logger: log, minBackoffMs: 20, maxBackoffMs: 200 });
+    // A production tag from an earlier (unsigned) run, which must stay where it is.
+    const earlier = await pushSynthetic(c, `${path}/slurmd:${PROD}`, "earlier");
+    // Rekor: a closed loopback port (never reached: Fulcio refuses first).
+    const signer: Signer = { kind: "keyless", fulcioUrl: fulcio.url, rekorUrl: "http://127.0.0.1:9" };
+    const verifier: Verifier = { kind: "keyless", rekorUrl: "http://127.0.0.1:9", certificateIdentity: "https://gitlab.example.com/group/p//.gitlab-ci.yml@refs/heads/main", certificateOidcIssuer: "https://gitlab.example.com" };
+    const report = await runCi({
+      context: { branch: "main", commitSha: SHA_A, defaultBranch: "main", pipelineSource: "push", registry: path, slurmVersion: "25.11", flavor: "ubuntu24.04", group: "core" },
+      images: ["slurmd"],
+      push: (image, ref) => pushSynthetic(c, ref, `${image}-keyless`),
+      client: () => c,
+      signing: {
+        describe: { mode: "keyless", fulcioUrl: fulcio.url, rekorUrl: signer.rekorUrl, certificateIdentity: verifier.kind === "keyless" ? verifier.certificateIdentity : null, certificateOidcIssuer: "https://gitlab.example.com", publicKey: null },
+        sign: (target) => signTarget(target, { signer, verifier, paths: cosign.paths, run: cosign.run, predicates: (digest) => standInPredicates(target.image, digest) }),
+      },
+      settleMs: 20,
+      log,
+    });
+    // The token went to the Fulcio given, as the job's credential, read from its file.
+    expect(fulcio.requests.length).toBeGreaterThan(0);
+    const sent = fulcio.requests.map((r) => `${r.authorization} ${r.body}`).join("\n");
+    expect(sent).toContain(token);
+    console.log(`STAND-IN Fulcio saw: ${fulcio.requests.map((r) => `${r.method} ${r.path} (token in ${r.authorization.includes(token) ? "Authorization header" : "body"})`).join(", ")}`);
+    for (const call of cosign.calls) {
+      expect(call.argv).toContain(`--identity-token=${cosign.paths.token}`);
+      expect(call.argv.join(" ")).not.toContain(TOKEN_CANARY);
+    }
+    // The run failed cleanly: nothing promoted, the production tag where it was.
+    expect(report.ok).toBe(false);
+    expect(report.signing?.images[0]).toMatchObject({ ok: false });
+    expect(report.signing?.images[0]?.digests[0]).toMatchObject({ signed: false, attested: [], verified: false });
+    expect(report.promotion).toMatchObject({ promoted: false, outcome: "refused", moved: [] });
+    expect((await new RegistryClient({ ...USER, plainHttp: true }).headManifest(`${path}/slurmd:${PROD}`))?.digest).toBe(earlier.slice(earlier.indexOf("@") + 1));
+    const md = renderMarkdown(report);
+    expect(md).toMatch(/NOT verified: keyless \(Fulcio `http:\/\/127\.0\.0\.1:\d+`/);
+    expect(md).toMatch(/slurmd: image sha256:[0-9a-f]{64}: sign .*cosign sign failed/);
+    // The token is in no log line, report or cosign output.
+    for (const text of [capture.text(), cosign.output.join("\n"), renderJson(report), md]) {
+      expect(text).not.toContain(TOKEN_CANARY);
+      expect(text).not.toContain(token.split(".")[1]);
+    }
+  });
+});
