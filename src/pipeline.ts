@@ -14,6 +14,7 @@ import {
   type CacheOptions,
   cacheLabelsOf,
   prepareCache,
+  reusedContainer,
   reusedEntry,
   writePackages,
 } from "./cachedbuild.js";
@@ -26,6 +27,10 @@ import { cosignContainer, derivedPublicKey, dockerConfigSecret, engineRunner, ty
 import { parseRef, RegistryClient } from "./registry.js";
 import { runCi, type Signing } from "./release.js";
 import { CONTAINER_PATHS, type Predicates, signTarget, verifierOf } from "./signing.js";
+import { dpkgQuery, parseDpkgQuery, spdxDocument } from "./sbom.js";
+import { slsaProvenance } from "./provenance.js";
+import { imageMaterials, MODULE_NAME, moduleVersion } from "./materials.js";
+import { type GroupName, type ImageName, imageSpec } from "./catalog.js";
 import { type CacheReport, renderJson, renderMarkdown, type Report } from "./report.js";
 import { smokeScript } from "./smoke.js";
 
@@ -127,6 +132,7 @@ export function publishIndex(variants: readonly Container[], ref: string, regist
 
 /** Run the stages against the engine and return the report (never throws for a failed image). */
 export async function engineRun(run: EngineRun, stages: Stages): Promise<Report> {
+  const runStarted = Date.now();
   const resolved: Resolved = resolve(run.manifest, { slurmVersion: run.slurmVersion, flavor: run.flavor, group: run.group, platforms: run.platforms });
   if (stages.push === "build") requireChecksums(run.manifest, resolved);
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
@@ -157,7 +163,8 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
     return client;
   };
   const pushes = run.branch !== "" && !["merge_request_event", "external_pull_request_event"].includes(run.pipelineSource);
-  const signing = stages.push === "build" && pushes ? await engineSigning(run, documentsOf(run, resolved, variants)) : undefined;
+  const signing =
+    stages.push === "build" && pushes ? await engineSigning(run, documentsOf(run, resolved, cached, container, new Date(runStarted).toISOString())) : undefined;
   const report = await runCi({
     ...(signing ? { signing } : {}),
     context: {
@@ -278,20 +285,61 @@ function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, loo
 }
 
 /**
- * The documents attested on each digest. INTERIM until src/sbom.ts and
- * src/provenance.ts land: the pinned inputs as a minimal predicate of each
- * type (cosign attests any JSON predicate).
+ * The documents attested on each digest of an image: its SPDX SBOM (the
+ * Debian packages that dpkg-query lists inside that platform's container,
+ * plus the pinned inputs it holds) and its SLSA v1 provenance (this module
+ * as builder, the run's parameters, the pinned inputs and the base image by
+ * digest as materials). An image index carries its first platform's
+ * documents; each platform's digest carries its own.
  */
-export function documentsOf(run: EngineRun, resolved: Resolved, _variants: (name: string) => Promise<Container[]>): DocumentsFn {
+export function documentsOf(
+  run: EngineRun,
+  resolved: Resolved,
+  cached: CachedBuild,
+  containerOf: (image: string, platform: PlatformName) => Promise<Container>,
+  startedOn: string,
+): DocumentsFn {
+  const baseDigest = cached.baseImage?.slice(cached.baseImage.indexOf("@") + 1);
   return async (image, digest, platform) => {
-    const subject = { image, digest, platform: platform ?? resolved.platforms.join(","), slurm: resolved.slurm };
-    return {
-      spdxjson: { spdxVersion: "SPDX-2.3", SPDXID: "SPDXRef-DOCUMENT", name: image, subject },
-      slsaprovenance1: {
-        buildDefinition: { buildType: "slinky-containers", externalParameters: { image, commit: run.commitSha, branch: run.branch }, resolvedDependencies: [] },
-        runDetails: { builder: { id: "slinky-containers" } },
+    const chosen = platform ?? (resolved.platforms[0] as PlatformName);
+    const spec = imageSpec(image);
+    const entry = reusedEntry(cached, image);
+    const container = entry ? reusedContainer(entry, cached.options) : await containerOf(image, chosen);
+    const materials = imageMaterials(run.manifest, resolved, spec, chosen, baseDigest && !resolved.flavor.baseDigest ? { baseDigest } : {});
+    const now = new Date().toISOString();
+    const spdxjson = spdxDocument({
+      image,
+      version: resolved.slurm.version,
+      flavor: run.flavor,
+      platform: chosen,
+      digest,
+      repository: run.registry.replace(/\/+$/, ""),
+      packages: parseDpkgQuery(await dpkgQuery(container)),
+      inputs: materials,
+      created: run.commitTimestamp || now,
+    });
+    const slsaprovenance1 = slsaProvenance({
+      image: image as ImageName,
+      digest,
+      platform: chosen,
+      version: run.slurmVersion,
+      flavor: run.flavor,
+      group: run.group as GroupName,
+      registry: run.registry,
+      builder: { id: `${run.manifest.project.source}/-/runners`, version: { [MODULE_NAME]: moduleVersion() } },
+      invocation: {
+        commit: run.commitSha,
+        branch: run.branch,
+        defaultBranch: run.defaultBranch,
+        pipelineSource: run.pipelineSource,
+        repository: run.manifest.project.source,
       },
-    };
+      materials,
+      ...(entry ? { cache: { reused: true, entry: entry.ref } } : {}),
+      startedOn,
+      finishedOn: now,
+    });
+    return { spdxjson, slsaprovenance1 };
   };
 }
 

@@ -128,9 +128,9 @@ export function signArgs(ref: string, signer: Signer, paths: CosignPaths, option
   return ["sign", "--yes", ...signerFlags(signer, paths), ...(options.recursive ? ["--recursive"] : []), requireDigestRef(ref)];
 }
 
-/** The predicate file of an attestation type. */
-export function predicatePath(paths: CosignPaths, type: AttestationType): string {
-  return `${paths.predicates}/${type}.json`;
+/** The predicate file of an attestation type for one digest (one file per digest: runs may share a workspace). */
+export function predicatePath(paths: CosignPaths, type: AttestationType, ref: string): string {
+  return `${paths.predicates}/${requireDigestRef(ref).slice(ref.indexOf("@sha256:") + 8)}.${type}.json`;
 }
 
 /** `cosign attest` of one predicate (SPDX JSON or SLSA v1 provenance) on one digest. */
@@ -140,7 +140,7 @@ export function attestArgs(ref: string, type: AttestationType, signer: Signer, p
     "--yes",
     ...signerFlags(signer, paths),
     `--type=${type}`,
-    `--predicate=${predicatePath(paths, type)}`,
+    `--predicate=${predicatePath(paths, type, ref)}`,
     requireDigestRef(ref),
   ];
 }
@@ -300,7 +300,7 @@ export async function signImage(o: SignImageOptions): Promise<SignedDigest> {
     result.signed = true;
     for (const type of ATTESTATION_TYPES) {
       const predicate = JSON.stringify(o.predicates[type]);
-      await step(`attest ${type}`, attestArgs(o.ref, type, o.signer, o.paths), { [predicatePath(o.paths, type)]: predicate });
+      await step(`attest ${type}`, attestArgs(o.ref, type, o.signer, o.paths), { [predicatePath(o.paths, type, o.ref)]: predicate });
       result.attested.push(type);
     }
     const verified = signedDigests(await step("verify", verifyArgs(o.ref, o.verifier, o.paths)));

@@ -73,10 +73,10 @@ describe("cosign's container (lazy query)", () => {
     const signer = signerFromArgs({ mode: "keyless", oidcToken: token, fulcioUrl: "https://fulcio.site.example", rekorUrl: "https://rekor.site.example" });
     expect(signer).toEqual({ kind: "keyless", fulcioUrl: "https://fulcio.site.example", rekorUrl: "https://rekor.site.example" });
     const container = cosignContainer(manifest, { mode: "keyless", oidcToken: token }, null);
-    const steps = queryOf(cosignCall(container, attestArgs(REF, "spdxjson", signer!, CONTAINER_PATHS), { [`${CONTAINER_PATHS.predicates}/spdxjson.json`]: "{}" }, "n2")) as Step[];
+    const steps = queryOf(cosignCall(container, attestArgs(REF, "spdxjson", signer!, CONTAINER_PATHS), { [`${CONTAINER_PATHS.predicates}/${"cd".repeat(32)}.spdxjson.json`]: "{}" }, "n2")) as Step[];
     expect(ops(steps, "withMountedSecret").map((s) => s.args?.path)).toEqual([CONTAINER_PATHS.token]);
     expect(ops(steps, "withSecretVariable")).toEqual([]);
-    expect(ops(steps, "withNewFile").map((s) => s.args?.path)).toEqual([`${CONTAINER_PATHS.predicates}/spdxjson.json`]);
+    expect(ops(steps, "withNewFile").map((s) => s.args?.path)).toEqual([`${CONTAINER_PATHS.predicates}/${"cd".repeat(32)}.spdxjson.json`]);
     const argv = ops(steps, "withExec")[0]?.args?.args as string[];
     expect(argv).toContain(`--identity-token=${CONTAINER_PATHS.token}`);
     expect(argv).toContain("--fulcio-url=https://fulcio.site.example");
@@ -165,5 +165,26 @@ describe("signing inputs are refused before anything is built or pushed", () => 
     ).rejects.toThrow(/invalid signing key "\(not given\)"/);
     await expect(module.verify("slurmd:latest")).rejects.toThrow(/invalid reference "slurmd:latest": name the registry host/);
     await expect(module.verify("registry.example.com/g/p/slurmd:latest")).rejects.toThrow(/invalid certificate identity "\(not given\)"/);
+  });
+});
+
+describe("the documents attested on each digest (pipeline.documentsOf)", () => {
+  it("runs DPKG_QUERY in that platform's container and makes the SPDX SBOM and SLSA provenance of that digest", async () => {
+    const { moduleDocuments } = await import("./registry/predicates.js");
+    const { DPKG_QUERY } = await import("../src/sbom.js");
+    const calls: string[][] = [];
+    const docs = moduleDocuments("registry.example.com/hpc/slinky", ["linux/amd64", "linux/arm64"], calls);
+    const amd = await docs("slurmctld", D, "linux/amd64");
+    const arm = await docs("slurmctld", `sha256:${"ef".repeat(32)}`, "linux/arm64");
+    expect(calls).toEqual([DPKG_QUERY, DPKG_QUERY]);
+    const spdx = amd.spdxjson as { spdxVersion: string; packages: { name: string; externalRefs?: { referenceLocator: string }[] }[] };
+    expect(spdx.spdxVersion).toBe("SPDX-2.3");
+    expect(spdx.packages.find((p) => p.name === "slurmctld")?.externalRefs?.[0]?.referenceLocator).toContain(`pkg:oci/slurmctld@${D}?arch=amd64&repository_url=registry.example.com%2Fhpc%2Fslinky%2Fslurmctld`);
+    expect(spdx.packages.some((p) => p.name === "slurm-smd-slurmctld")).toBe(true);
+    expect(JSON.stringify(arm.spdxjson)).toContain("arch=arm64");
+    const prov = amd.slsaprovenance1 as { buildDefinition: { externalParameters: Record<string, unknown>; resolvedDependencies: { uri?: string }[] }; runDetails: { builder: { id: string } } };
+    expect(prov.buildDefinition.externalParameters).toMatchObject({ image: "slurmctld", platform: "linux/amd64", flavor: "debian13" });
+    expect(prov.runDetails.builder.id).toBe(`${loadManifest().project.source}/-/runners`);
+    expect(prov.buildDefinition.resolvedDependencies.map((d) => d.uri).join(" ")).toContain("slurm-25.11");
   });
 });

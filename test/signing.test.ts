@@ -55,7 +55,7 @@ describe("cosign argv", () => {
       `--key=${P.key}`,
       "--tlog-upload=false",
       "--type=spdxjson",
-      `--predicate=${P.predicates}/spdxjson.json`,
+      `--predicate=${P.predicates}/${"ab".repeat(32)}.spdxjson.json`,
       REF,
     ]);
     expect(attestArgs(REF, "slsaprovenance1", signer, P)).toContain("--type=slsaprovenance1");

@@ -1,28 +1,75 @@
 /**
- * Predicates to attest in the signing tests: small but well-formed SPDX 2.3
- * and SLSA v1 documents naming the image. (The module's own documents come
- * from src/sbom.ts and src/provenance.ts; these tests are about signing.)
+ * Predicates to attest in the signing tests: the module's own documents
+ * (src/pipeline.ts documentsOf: SPDX 2.3 from src/sbom.ts, SLSA v1 from
+ * src/provenance.ts) made from REAL dpkg-query output of the harness's images
+ * (test/fixtures), the container that would run dpkg-query being a spy that
+ * answers with that output (no engine here).
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Container } from "@dagger.io/dagger";
+import { dag } from "@dagger.io/dagger";
+import type { CachedBuild } from "../../src/cachedbuild.js";
+import { loadManifest } from "../../src/manifest.js";
+import { documentsOf, type EngineRun } from "../../src/pipeline.js";
+import { resolve } from "../../src/plan.js";
 import type { Predicates } from "../../src/signing.js";
 
-export function standInPredicates(image: string, digest: string): Predicates {
-  const spdxjson = {
-    spdxVersion: "SPDX-2.3",
-    dataLicense: "CC0-1.0",
-    SPDXID: "SPDXRef-DOCUMENT",
-    name: image,
-    documentNamespace: `https://slinky.invalid/spdx/${image}/${digest}`,
-    creationInfo: { created: "2026-11-29T00:00:00Z", creators: ["Tool: slinky-containers-test"] },
-    packages: [{ SPDXID: "SPDXRef-Package-tini", name: "tini", versionInfo: "0.19.0-1", downloadLocation: "NOASSERTION" }],
-  };
-  const slsaprovenance1 = {
-    buildDefinition: {
-      buildType: "https://slinky.invalid/build/v1",
-      externalParameters: { image },
-      internalParameters: {},
-      resolvedDependencies: [{ uri: "https://download.schedmd.com/slurm/slurm-25.11.8.tar.bz2", digest: { sha256: "0".repeat(64) } }],
+const FIXTURES = join(import.meta.dirname, "..", "fixtures");
+const OUTPUT: Record<string, string> = {
+  "linux/amd64": readFileSync(join(FIXTURES, "dpkg-query.real.slurmctld.24.11-debian13.amd64.txt"), "utf8"),
+  "linux/arm64": readFileSync(join(FIXTURES, "dpkg-query.real.base-debian-trixie.arm64.txt"), "utf8"),
+};
+
+/** A container whose only answer is dpkg-query's output; records what it was asked to run. */
+export function dpkgSpy(stdout: string, calls: string[][] = []): Container {
+  const spy = {
+    withUser: () => spy,
+    withExec: (args: string[]) => {
+      calls.push(args);
+      return spy;
     },
-    runDetails: { builder: { id: "https://slinky.invalid/builder" }, metadata: { invocationId: "test" } },
+    stdout: async () => stdout,
   };
-  return { spdxjson, slsaprovenance1 };
+  return spy as unknown as Container;
+}
+
+const manifest = loadManifest();
+
+/** The run the documents describe (a debian13 build of branch main, as the fixtures are). */
+export function documentsRun(registry: string): EngineRun {
+  return {
+    dockerfiles: dag.directory(),
+    manifest,
+    slurmVersion: "25.11",
+    flavor: "debian13",
+    group: "core",
+    registry,
+    branch: "main",
+    commitSha: "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+    commitTimestamp: "2026-11-29T18:00:00Z",
+    defaultBranch: "main",
+    pipelineSource: "push",
+    username: "gitlab-ci-token",
+    password: undefined as never,
+  };
+}
+
+/** The module's documents for an image's digest (platform null: the image, or an index). */
+export function moduleDocuments(registry: string, platforms: string[] = ["linux/amd64"], calls: string[][] = []) {
+  const run = documentsRun(registry);
+  const resolved = resolve(manifest, { slurmVersion: "25.11", flavor: "debian13", group: "core", platforms: platforms.join(",") });
+  const cached = { plan: null, options: null, packages: null, disabled: "off", warnings: [] } as unknown as CachedBuild;
+  return documentsOf(run, resolved, cached, async (_image, platform) => dpkgSpy(OUTPUT[platform] ?? "", calls), "2026-11-29T18:00:00Z");
+}
+
+/** Small fixed documents (for tests about signing alone). */
+export function standInPredicates(image: string, digest: string): Predicates {
+  return {
+    spdxjson: { spdxVersion: "SPDX-2.3", dataLicense: "CC0-1.0", SPDXID: "SPDXRef-DOCUMENT", name: image, documentNamespace: `https://slinky.invalid/spdx/${image}/${digest}` },
+    slsaprovenance1: {
+      buildDefinition: { buildType: "https://slinky.invalid/build/v1", externalParameters: { image }, internalParameters: {}, resolvedDependencies: [] },
+      runDetails: { builder: { id: "https://slinky.invalid/builder" } },
+    },
+  };
 }

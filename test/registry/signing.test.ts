@@ -13,10 +13,10 @@ import { createLogger } from "../../src/log.js";
 import { RegistryClient } from "../../src/registry.js";
 import { runCi, type Signing } from "../../src/release.js";
 import { renderJson, renderMarkdown, type Report } from "../../src/report.js";
-import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifyReference } from "../../src/signing.js";
+import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifyAttestationArgs, verifyReference } from "../../src/signing.js";
 import { cosignVersion, type HostCosign, hostCosign } from "./cosign.js";
 import { LogCapture, pushSynthetic, pushSyntheticIndex, type RunningRegistry, startRegistry } from "./harness.js";
-import { standInPredicates } from "./predicates.js";
+import { moduleDocuments, standInPredicates } from "./predicates.js";
 
 const KEY_PASSWORD = `key-canary-${Date.now().toString(36)}-S3cr3t`;
 const REGISTRY_PASSWORD = `registry-canary-${Date.now().toString(36)}-Pa55`;
@@ -167,7 +167,14 @@ describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed diges
   const client = () => new RegistryClient({ ...USER, plainHttp: true, logger: log, minBackoffMs: 20, maxBackoffMs: 200 });
   const signing = (c: HostCosign = cosign): Signing => ({
     describe: { mode: "key", fulcioUrl: null, rekorUrl: null, certificateIdentity: null, certificateOidcIssuer: null, publicKey: readFileSync(c.paths.publicKey, "utf8") },
-    sign: (target) => signTarget(target, { signer, verifier, paths: c.paths, run: c.run, predicates: (digest) => standInPredicates(target.image, digest) }),
+    sign: (target) =>
+      signTarget(target, {
+        signer,
+        verifier,
+        paths: c.paths,
+        run: c.run,
+        predicates: (digest, platform) => moduleDocuments(target.repository.slice(0, target.repository.lastIndexOf("/")), target.platforms.length > 0 ? ["linux/amd64", "linux/arm64"] : ["linux/amd64"])(target.image, digest, platform as never),
+      }),
   });
 
   async function run(images: string[], branch: string, sha: string, extra: { signing?: Signing; index?: boolean; path?: string } = {}) {
@@ -215,6 +222,21 @@ describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed diges
       expect(v.errors).toEqual([]);
       expect(v.signatureDigests).toEqual([report.images.find((i) => i.image === image)?.digest]);
     }
+    // What a verifier reads out of the verified attestations: the module's own SBOM and provenance.
+    const digest = report.images[0]?.digest as string;
+    const statements = async (type: "spdxjson" | "slsaprovenance1") =>
+      (await cosign.run({ name: "read", argv: verifyAttestationArgs(`${path}/slurmctld:${PROD}`, type, verifier, cosign.paths), files: {} }))
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(Buffer.from((JSON.parse(l) as { payload: string }).payload, "base64").toString("utf8")) as { subject: { digest: { sha256: string } }[]; predicate: Record<string, any> });
+    const [sbom] = await statements("spdxjson");
+    expect(sbom?.subject[0]?.digest.sha256).toBe(digest.slice(7));
+    expect(sbom?.predicate.spdxVersion).toBe("SPDX-2.3");
+    expect(sbom?.predicate.packages.length).toBeGreaterThan(100);
+    expect(JSON.stringify(sbom?.predicate)).toContain(digest);
+    const [provenance] = await statements("slsaprovenance1");
+    expect(provenance?.predicate.buildDefinition.externalParameters).toMatchObject({ image: "slurmctld", platform: "linux/amd64", flavor: "debian13" });
+    expect(provenance?.predicate.buildDefinition.resolvedDependencies.length).toBeGreaterThan(2);
   });
 
   it("a second commit promoted over the first: the production tag verifies on the new digest", async () => {
