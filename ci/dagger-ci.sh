@@ -67,6 +67,8 @@ export DAGGER_NO_NAG="${DAGGER_NO_NAG:-1}"
   --commit-timestamp "${CI_COMMIT_TIMESTAMP:-}" \
   --build-cache "${BUILD_CACHE:-on}" \
   --cache-max-age-days "${BUILD_CACHE_MAX_AGE_DAYS:-7}" \
+  --pipeline-url "${CI_PIPELINE_URL:-}" \
+  --job-url "${CI_JOB_URL:-}" \
   "${sign_args[@]}" \
   export --path report
 

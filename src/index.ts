@@ -389,12 +389,16 @@ export class SlinkyContainers {
     certificateIdentity?: string,
     /** Keyless: the issuer the certificates must carry, e.g. $CI_SERVER_URL. */
     certificateOidcIssuer?: string,
+    /** $CI_PIPELINE_URL: recorded in the provenance. */
+    pipelineUrl?: string,
+    /** $CI_JOB_URL: the provenance's invocation id. */
+    jobUrl?: string,
   ): Promise<Directory> {
     const sign = { signing, signingKey, signingPassword, oidcToken, fulcioUrl, rekorUrl, certificateIdentity, certificateOidcIssuer };
     // Empty branch: a merge-request or tag pipeline (build and test only); GitLab leaves the timestamp unset at times.
     checkInputs(
-      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms, ...signingFields(sign) },
-      branch === "" ? ["branch", "registry", "username", "commitTimestamp", ...SIGNING_OPTIONAL] : ["username", "commitTimestamp", ...SIGNING_OPTIONAL],
+      { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms, pipelineUrl, jobUrl, ...signingFields(sign) },
+      [...(branch === "" ? (["branch", "registry"] as const) : []), "username", "commitTimestamp", "pipelineUrl", "jobUrl", ...SIGNING_OPTIONAL],
       branch === "" ? [] : signingProblems(sign, { signingKey: !!signingKey, signingPassword: !!signingPassword, oidcToken: !!oidcToken }),
     );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
@@ -406,7 +410,8 @@ export class SlinkyContainers {
       maxAgeDays: cacheMaxAgeDays,
       scope: scopeOf(branch, defaultBranch),
     });
-    const report = await engineRun({ ...run, defaultBranch, pipelineSource, cache, signing: signingArgs(sign) }, { check: true, push: "build", promote: true });
+    const ci = { defaultBranch, pipelineSource, cache, signing: signingArgs(sign), pipelineUrl: pipelineUrl || undefined, jobUrl: jobUrl || undefined };
+    const report = await engineRun({ ...run, ...ci }, { check: true, push: "build", promote: true });
     return reportDirectory(report);
   }
 

@@ -184,6 +184,8 @@ export const FIELDS = {
     schema: CertificateIdentity,
   },
   certificateOidcIssuer: { valid: [`the OIDC issuer URL, e.g. ${GITLAB_ISSUER} (self-managed GitLab: $CI_SERVER_URL)`], schema: ServiceUrl },
+  pipelineUrl: { valid: ["the pipeline's URL, e.g. $CI_PIPELINE_URL"], schema: ServiceUrl },
+  jobUrl: { valid: ["the job's URL, e.g. $CI_JOB_URL"], schema: ServiceUrl },
   reference: { valid: ["an image reference with its registry host, e.g. registry.gitlab.com/group/project/slurmd:25.11-ubuntu24.04-latest or …/slurmd@sha256:<64 hex>"], schema: ImageReference },
 } as const satisfies Record<string, Rule>;
 
@@ -211,6 +213,8 @@ const LABELS: Record<FieldName | "slurmVersion" | "flavor", string> = {
   certificateIdentity: "certificate identity",
   certificateOidcIssuer: "certificate OIDC issuer",
   reference: "reference",
+  pipelineUrl: "pipeline URL",
+  jobUrl: "job URL",
   slurmVersion: "Slurm version",
   flavor: "flavor",
 };

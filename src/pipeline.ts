@@ -57,6 +57,9 @@ export interface EngineRun {
   cache?: CacheOptions | null;
   /** Sign, attest and verify every pushed digest before promotion; absent or mode off: not signed. */
   signing?: SigningArgs;
+  /** CI_PIPELINE_URL and CI_JOB_URL, for the provenance. */
+  pipelineUrl?: string | undefined;
+  jobUrl?: string | undefined;
 }
 
 /** The predicates attested on one digest of an image (platform null: the image, or an index). */
@@ -333,6 +336,8 @@ export function documentsOf(
         defaultBranch: run.defaultBranch,
         pipelineSource: run.pipelineSource,
         repository: run.manifest.project.source,
+        ...(run.pipelineUrl ? { pipelineUrl: run.pipelineUrl } : {}),
+        ...(run.jobUrl ? { jobUrl: run.jobUrl } : {}),
       },
       materials,
       ...(entry ? { cache: { reused: true, entry: entry.ref } } : {}),

@@ -159,6 +159,15 @@ describe("signing inputs are refused before anything is built or pushed", () => 
     expect(error.message).not.toContain("hunter22");
   });
 
+  it("a job URL holding credentials is refused without showing them", async () => {
+    const m = new SlinkyContainers(dag.directory());
+    const error = (await m
+      .ci("main", "a1b2c3d4e5f6", "main", "push", "registry.example.com/g/p", "u", pw, "25.11", "ubuntu24.04", "core", undefined, "off", undefined, 7, "linux/amd64", "off", undefined, undefined, undefined, undefined, undefined, undefined, undefined, "https://gitlab.example.com/p/-/pipelines/1", "https://ci:hunter33@gitlab.example.com/p/-/jobs/2")
+      .catch((e: Error) => e)) as Error;
+    expect(error.message).toMatch(/invalid job URL "https:\/\/\[REDACTED\]@gitlab.example.com\/p\/-\/jobs\/2": it holds credentials/);
+    expect(error.message).not.toContain("hunter33");
+  });
+
   it("publish refuses the same way; verify refuses a reference without a host and keyless without identity", async () => {
     await expect(
       module.publish("registry.example.com/g/p", "main", "a1b2c3d4e5f6", "u", pw, "25.11", "ubuntu24.04", "core", undefined, undefined, "key"),
@@ -185,6 +194,7 @@ describe("the documents attested on each digest (pipeline.documentsOf)", () => {
     const prov = amd.slsaprovenance1 as { buildDefinition: { externalParameters: Record<string, unknown>; resolvedDependencies: { uri?: string }[] }; runDetails: { builder: { id: string } } };
     expect(prov.buildDefinition.externalParameters).toMatchObject({ image: "slurmctld", platform: "linux/amd64", flavor: "debian13" });
     expect(prov.runDetails.builder.id).toBe(`${loadManifest().project.source}/-/runners`);
+    expect((prov.runDetails as { metadata?: { invocationId?: string } }).metadata?.invocationId).toBe("https://gitlab.example.com/hpc/slinky-containers/-/jobs/777");
     expect(prov.buildDefinition.resolvedDependencies.map((d) => d.uri).join(" ")).toContain("slurm-25.11");
   });
 });

@@ -91,6 +91,8 @@ describe("publish, promote and ci as dagger call sees them", () => {
       rekorUrl: ["STRING_KIND", "optional", undefined],
       certificateIdentity: ["STRING_KIND", "optional", undefined],
       certificateOidcIssuer: ["STRING_KIND", "optional", undefined],
+      pipelineUrl: ["STRING_KIND", "optional", undefined],
+      jobUrl: ["STRING_KIND", "optional", undefined],
     });
     expect(module.methods.publish!.returnType.kind).toBe("STRING_KIND");
     expect(module.methods.promote!.returnType.kind).toBe("STRING_KIND");

@@ -237,6 +237,8 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(flag(argv, "--oidc-token")).toBe("env:SIGSTORE_ID_TOKEN");
     expect(flag(argv, "--certificate-identity")).toMatch(/\/example-group\/slinky-containers\/\/\.gitlab-ci\.yml@refs\/heads\/main$/);
     expect(flag(argv, "--certificate-oidc-issuer")).toMatch(/^https?:\/\//);
+    expect(flag(argv, "--pipeline-url")).toMatch(/^(https?:\/\/\S+)?$/);
+    expect(flag(argv, "--job-url")).toMatch(/^(https?:\/\/\S+)?$/);
     expect(argv).not.toContain("--fulcio-url");
     expect(argv).not.toContain("--rekor-url");
     // the secrets reach the CLI through the environment only, never argv or the log

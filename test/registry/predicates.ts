@@ -52,6 +52,8 @@ export function documentsRun(registry: string): EngineRun {
     pipelineSource: "push",
     username: "gitlab-ci-token",
     password: undefined as never,
+    pipelineUrl: "https://gitlab.example.com/hpc/slinky-containers/-/pipelines/4242",
+    jobUrl: "https://gitlab.example.com/hpc/slinky-containers/-/jobs/777",
   };
 }
 
