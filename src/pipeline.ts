@@ -348,13 +348,14 @@ export function documentsOf(
   };
 }
 
-/** report.json, report.md and status ("passed" or "failed") in a directory. */
+/** report.json, report.md and status ("passed" or "failed") in a directory; cosign.pub too when the run signed with a key. */
 export function reportDirectory(report: Report): Directory {
-  return dag
+  const dir = dag
     .directory()
     .withNewFile("report.json", renderJson(report))
     .withNewFile("report.md", renderMarkdown(report))
     .withNewFile("status", report.ok ? "passed\n" : "failed\n");
+  return report.signing?.publicKey ? dir.withNewFile("cosign.pub", report.signing.publicKey) : dir;
 }
 
 /** The report's Markdown, or an error carrying it when the run failed (non-zero exit on the CLI). */

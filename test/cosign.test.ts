@@ -198,3 +198,17 @@ describe("the documents attested on each digest (pipeline.documentsOf)", () => {
     expect(prov.buildDefinition.resolvedDependencies.map((d) => d.uri).join(" ")).toContain("slurm-25.11");
   });
 });
+
+describe("the report directory of a key-signed run", () => {
+  it("holds cosign.pub beside the report, for verifiers", async () => {
+    const { reportDirectory } = await import("../src/pipeline.js");
+    const pub = "-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----\n";
+    const signing = { mode: "key" as const, fulcioUrl: null, rekorUrl: null, certificateIdentity: null, certificateOidcIssuer: null, publicKey: pub, ok: true, skipped: null, images: [] };
+    const context = { branch: "main", commitSha: "a1b2c3d4", defaultBranch: "main", pipelineSource: "push", registry: "r.example.com/g", slurmVersion: "25.11", flavor: "ubuntu24.04", group: "core" };
+    const report = { schemaVersion: 1 as const, ok: true, mode: "publish" as const, summary: "s", context, tags: null, images: [], promotion: null, signing, errors: [], startedAt: "", finishedAt: "", durationMs: 0 };
+    const files = Object.fromEntries((queryOf(reportDirectory(report)) as Step[]).filter((s) => s.operation === "withNewFile").map((s) => [s.args?.path, s.args?.contents]));
+    expect(Object.keys(files).sort()).toEqual(["cosign.pub", "report.json", "report.md", "status"]);
+    expect(files["cosign.pub"]).toBe(pub);
+    expect(files["report.md"]).toContain("## Signing");
+  });
+});

@@ -28,12 +28,37 @@ beforeAll(async () => {
   ci = scanned.objects.SlinkyContainers?.methods.ci;
 }, 120_000);
 
+/** The signing flags ci/dagger-ci.sh adds (sign_args), with their values. */
+function signingFlags(): Map<string, string> {
+  const text = readFileSync(join(ROOT, "ci", "dagger-ci.sh"), "utf8");
+  const flags = new Map<string, string>();
+  for (const m of text.matchAll(/sign_args\+?=\(([^)]*)\)/g)) {
+    for (const f of (m[1] ?? "").replace(/\n\s*/g, " ").matchAll(/--([a-z][a-z-]*) (\S+)/g)) flags.set(f[1] ?? "", f[2] ?? "");
+  }
+  return flags;
+}
+
 describe("the job's dagger call matches the module's `ci` function", () => {
+  it("adds signing flags that are ci's arguments, its secrets only by name (env:) or path (file:)", () => {
+    const flags = signingFlags();
+    expect([...flags.keys()].sort()).toEqual(
+      ["signing", "oidc-token", "certificate-identity", "certificate-oidc-issuer", "signing-key", "signing-password", "fulcio-url", "rekor-url"].sort(),
+    );
+    const byFlag = new Map(Object.values(ci?.arguments ?? {}).map((a) => [kebab(a.name), a]));
+    for (const flag of flags.keys()) expect(byFlag.has(flag), `--${flag} is not an argument of ci`).toBe(true);
+    expect(flags.get("oidc-token")).toBe("env:SIGSTORE_ID_TOKEN");
+    expect(flags.get("signing-password")).toBe("env:COSIGN_PASSWORD");
+    expect(flags.get("signing-key")).toBe('"file:${COSIGN_PRIVATE_KEY}"');
+    for (const secret of ["oidc-token", "signing-key", "signing-password"]) expect(byFlag.get(secret)?.type).toMatchObject({ kind: "OBJECT_KIND", name: "Secret" });
+  });
+
   it("passes exactly the expected flags, the password only as env:", () => {
     const flags = jobFlags();
     expect([...flags.keys()].sort()).toEqual(
-      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp", "build-cache", "cache-max-age-days", "platforms"].sort(),
+      ["branch", "commit-sha", "default-branch", "pipeline-source", "registry", "username", "password", "slurm-version", "flavor", "group", "commit-timestamp", "build-cache", "cache-max-age-days", "platforms", "pipeline-url", "job-url"].sort(),
     );
+    expect(flags.get("pipeline-url")).toBe('"${CI_PIPELINE_URL:-}"');
+    expect(flags.get("job-url")).toBe('"${CI_JOB_URL:-}"');
     expect(flags.get("password")).toBe("env:CI_REGISTRY_PASSWORD");
     expect(flags.get("commit-timestamp")).toBe('"${CI_COMMIT_TIMESTAMP:-}"');
     expect(flags.get("build-cache")).toBe('"${BUILD_CACHE:-on}"');
