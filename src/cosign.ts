@@ -124,17 +124,25 @@ export interface VerifyArgs {
   password?: Secret | undefined;
 }
 
+/** The verifier of `verify`'s (or promote's) arguments: the public key given, else the certificate identity and issuer. */
+export function verifierFromArgs(a: Omit<VerifyArgs, "reference">): Verifier {
+  const rekor = a.rekorUrl && a.rekorUrl !== "off" ? a.rekorUrl : null;
+  return a.mode === "key"
+    ? { kind: "key", rekorUrl: rekor }
+    : { kind: "keyless", rekorUrl: rekor ?? PUBLIC_REKOR, certificateIdentity: a.certificateIdentity ?? "", certificateOidcIssuer: a.certificateOidcIssuer ?? "" };
+}
+
+/** A CosignRunner that verifies only (no signing secrets), with the registry's credentials when given. */
+export async function verifyingRunner(manifest: Manifest, host: string, a: Omit<VerifyArgs, "reference">): Promise<CosignRunner> {
+  const auth = a.username && a.password ? dockerConfigSecret(host, a.username, await a.password.plaintext()) : null;
+  return engineRunner(cosignContainer(manifest, { mode: "off" }, auth, a.publicKey));
+}
+
 /** `verify`: the signature and both attestations of a reference, checked in cosign's container; throws (with the text) unless all verify. */
 export async function verifyInEngine(manifest: Manifest, a: VerifyArgs): Promise<string> {
-  const rekor = a.rekorUrl && a.rekorUrl !== "off" ? a.rekorUrl : null;
-  const verifier: Verifier =
-    a.mode === "key"
-      ? { kind: "key", rekorUrl: rekor }
-      : { kind: "keyless", rekorUrl: rekor ?? PUBLIC_REKOR, certificateIdentity: a.certificateIdentity ?? "", certificateOidcIssuer: a.certificateOidcIssuer ?? "" };
-  const auth =
-    a.username && a.password ? dockerConfigSecret(parseRef(a.reference).registry, a.username, await a.password.plaintext()) : null;
-  const base = cosignContainer(manifest, { mode: "off" }, auth, a.publicKey);
-  const result = await verifyReference(a.reference, verifier, CONTAINER_PATHS, engineRunner(base));
+  const verifier = verifierFromArgs(a);
+  const run = await verifyingRunner(manifest, parseRef(a.reference).registry, a);
+  const result = await verifyReference(a.reference, verifier, CONTAINER_PATHS, run);
   const text = renderVerification(result);
   if (!result.ok) throw new Error(text);
   return text;

@@ -326,13 +326,29 @@ export class SlinkyContainers {
     group = "all",
     /** The default branch ($CI_DEFAULT_BRANCH): promotion only ever comes from it. */
     defaultBranch = "main",
+    /** Refuse unless every image's signature and attestations verify with this public key (cosign.pub). */
+    publicKey?: File,
+    /** Refuse unless every image was signed keyless by this identity, e.g. https://gitlab.com/group/project//.gitlab-ci.yml@refs/heads/main. */
+    certificateIdentity?: string,
+    /** With --certificate-identity: the issuer, e.g. https://gitlab.com. */
+    certificateOidcIssuer?: string,
+    /** The transparency log to check against: a Rekor URL, or off (key-based signatures made without one, the default). */
+    rekorUrl?: string,
   ): Promise<string> {
-    checkInputs({ registry, branch, defaultBranch, commitSha, username, slurmVersion, flavor, group }, ["username"]);
+    const verifying = publicKey !== undefined || !!certificateIdentity || !!certificateOidcIssuer;
+    checkInputs(
+      { registry, branch, defaultBranch, commitSha, username, slurmVersion, flavor, group, certificateIdentity, certificateOidcIssuer, rekorUrl },
+      ["username"],
+      verifying && !publicKey
+        ? signingProblems({ signing: "keyless", rekorUrl, certificateIdentity, certificateOidcIssuer }, { signingKey: false, signingPassword: false, oidcToken: true })
+        : [],
+    );
     if (branch !== defaultBranch) {
       throw new InvalidInputError("branch", branch, [defaultBranch], `only the default branch ${JSON.stringify(defaultBranch)} is promoted (--default-branch)`);
     }
     const run = await this.runArgs({ registry, branch, commitSha, username, password, slurmVersion, flavor, group });
-    return outcome(await engineRun({ ...run, defaultBranch }, { check: false, push: "adopt", promote: true }));
+    const verify = verifying ? { mode: (publicKey ? "key" : "keyless") as SigningMode, publicKey, certificateIdentity, certificateOidcIssuer, rekorUrl } : undefined;
+    return outcome(await engineRun({ ...run, defaultBranch, verify }, { check: false, push: "adopt", promote: true }));
   }
 
   /**

@@ -23,10 +23,20 @@ import { createLogger, type Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
 import type { PlatformName } from "./platform.js";
 import { type Resolved, requireChecksums, resolve } from "./plan.js";
-import { cosignContainer, derivedPublicKey, dockerConfigSecret, engineRunner, type SigningArgs, signerFromArgs } from "./cosign.js";
+import {
+  cosignContainer,
+  derivedPublicKey,
+  dockerConfigSecret,
+  engineRunner,
+  type SigningArgs,
+  signerFromArgs,
+  type VerifyArgs,
+  verifierFromArgs,
+  verifyingRunner,
+} from "./cosign.js";
 import { parseRef, RegistryClient } from "./registry.js";
 import { runCi, type Signing } from "./release.js";
-import { CONTAINER_PATHS, type Predicates, signTarget, verifierOf } from "./signing.js";
+import { CONTAINER_PATHS, type Predicates, signTarget, verifiedOrWhy, verifierOf } from "./signing.js";
 import { dpkgQuery, parseDpkgQuery, spdxDocument } from "./sbom.js";
 import { slsaProvenance } from "./provenance.js";
 import { imageMaterials, MODULE_NAME, moduleVersion } from "./materials.js";
@@ -57,6 +67,8 @@ export interface EngineRun {
   cache?: CacheOptions | null;
   /** Sign, attest and verify every pushed digest before promotion; absent or mode off: not signed. */
   signing?: SigningArgs;
+  /** Promotion alone: check every image's signature and attestations with these before any move. */
+  verify?: Omit<VerifyArgs, "reference" | "username" | "password"> | undefined;
   /** CI_PIPELINE_URL and CI_JOB_URL, for the provenance. */
   pipelineUrl?: string | undefined;
   jobUrl?: string | undefined;
@@ -168,8 +180,16 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   const pushes = run.branch !== "" && !["merge_request_event", "external_pull_request_event"].includes(run.pipelineSource);
   const signing =
     stages.push === "build" && pushes ? await engineSigning(run, documentsOf(run, resolved, cached, container, new Date(runStarted).toISOString())) : undefined;
+  const verify = run.verify
+    ? verifiedOrWhy(
+        verifierFromArgs(run.verify),
+        CONTAINER_PATHS,
+        await verifyingRunner(run.manifest, registryHost(run.registry), { ...run.verify, username: run.username, password: run.password }),
+      )
+    : undefined;
   const report = await runCi({
     ...(signing ? { signing } : {}),
+    ...(verify ? { verify } : {}),
     context: {
       branch: run.branch,
       commitSha: run.commitSha,

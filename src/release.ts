@@ -138,8 +138,17 @@ export interface PromoteOptions {
    * still in flight lands in between and is caught as a conflict.
    */
   settleMs?: number;
+  /**
+   * Checked for every image before any move (promote alone, after another
+   * run published): its signature and both attestations on `repo@digest`;
+   * resolves with why not, or null when they verify.
+   */
+  verify?: VerifyFn;
   log?: Logger;
 }
+
+/** Why `ref` (repo@digest) is not signed and attested as required, or null when it is. */
+export type VerifyFn = (image: string, ref: string) => Promise<string | null>;
 
 function emptyPromotion(attempted: boolean, outcome: PromotionResult["outcome"], reason: string): PromotionResult {
   return {
@@ -244,6 +253,10 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
             throw new Error(
               `${formatRef({ ...repo, tag: options.commitTag })} points at ${commit?.digest ?? "nothing"}, this run pushed ${digest}`,
             );
+          }
+          if (options.verify) {
+            const why = await options.verify(image, formatRef({ ...repo, digest }));
+            if (why) throw new Error(`${formatRef({ ...repo, digest })} is not signed and attested as required: ${why}`);
           }
           const previous = (await client.headManifest({ ...repo, tag: productionTag }))?.digest ?? null;
           return { image, digest, ref: formatRef({ ...repo, tag: productionTag }), previous };
@@ -600,6 +613,8 @@ export interface CiOptions {
   settleMs?: number;
   /** Sign, attest and verify every pushed digest before any promotion; absent: signing off. */
   signing?: Signing;
+  /** Promotion checks every image's signature and attestations first (promote alone); absent: not checked. */
+  verify?: VerifyFn;
   concurrency?: number;
   log?: Logger;
 }
@@ -752,6 +767,7 @@ export async function runCi(options: CiOptions): Promise<Report> {
       client,
       concurrency: options.concurrency ?? 4,
       ...(options.settleMs !== undefined ? { settleMs: options.settleMs } : {}),
+      ...(options.verify ? { verify: options.verify } : {}),
       log,
     });
     if (promotion.promoted) {

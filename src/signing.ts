@@ -420,3 +420,11 @@ export async function signTarget(target: DigestTarget, o: SignTargetOptions): Pr
   for (const p of target.platforms) results.push(await once(p.digest, p.platform, { role: p.platform, sign: false }));
   return results;
 }
+
+/** A check for promotion: null when `ref`'s signature and both attestations verify, else why not. */
+export function verifiedOrWhy(verifier: Verifier, paths: CosignPaths, run: CosignRunner): (image: string, ref: string) => Promise<string | null> {
+  return async (_image, ref) => {
+    const v = await verifyReference(ref, verifier, paths, run);
+    return v.ok ? null : v.errors.join("; ");
+  };
+}

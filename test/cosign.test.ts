@@ -107,6 +107,9 @@ describe("signing as dagger call sees it", () => {
     expect(v.publicKey!.type).toEqual({ kind: "OBJECT_KIND", name: "File" });
     expect(v.password!.type).toEqual({ kind: "OBJECT_KIND", name: "Secret" });
     expect(module.methods.verify!.returnType.kind).toBe("STRING_KIND");
+    const p = module.methods.promote!.arguments;
+    expect(p.publicKey!.type).toEqual({ kind: "OBJECT_KIND", name: "File" });
+    expect([p.publicKey, p.certificateIdentity, p.certificateOidcIssuer, p.rekorUrl].every((a) => a!.isOptional)).toBe(true);
   });
 });
 
@@ -166,6 +169,12 @@ describe("signing inputs are refused before anything is built or pushed", () => 
       .catch((e: Error) => e)) as Error;
     expect(error.message).toMatch(/invalid job URL "https:\/\/\[REDACTED\]@gitlab.example.com\/p\/-\/jobs\/2": it holds credentials/);
     expect(error.message).not.toContain("hunter33");
+  });
+
+  it("promote with a certificate identity but no issuer is refused before any request", async () => {
+    await expect(
+      module.promote("registry.example.com/g/p", "a1b2c3d4e5f6", "u", pw, "main", "25.11", "ubuntu24.04", "core", "main", undefined, "https://gitlab.com/g/p//.gitlab-ci.yml@refs/heads/main"),
+    ).rejects.toThrow(/invalid certificate OIDC issuer "\(not given\)": keyless verification needs the token's issuer/);
   });
 
   it("publish refuses the same way; verify refuses a reference without a host and keyless without identity", async () => {

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log.js";
 import { RegistryClient } from "../../src/registry.js";
-import { runCi, type Signing } from "../../src/release.js";
+import { runCi, type Signing, signPublished } from "../../src/release.js";
 import { renderJson, renderMarkdown, type Report } from "../../src/report.js";
-import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifyAttestationArgs, verifyReference } from "../../src/signing.js";
+import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifiedOrWhy, verifyAttestationArgs, verifyReference } from "../../src/signing.js";
 import { cosignVersion, type HostCosign, hostCosign } from "./cosign.js";
 import { LogCapture, pushSynthetic, pushSyntheticIndex, type RunningRegistry, startRegistry } from "./harness.js";
 import { moduleDocuments, standInPredicates } from "./predicates.js";
@@ -287,6 +287,33 @@ describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed diges
     } finally {
       broken.remove();
     }
+  });
+
+  it("promote alone, with a verifier: refuses a commit whose images are not signed, promotes once they are", async () => {
+    const path = `${registry.host}/group/s-promote`;
+    const images = ["slurmctld", "login"];
+    const c = client();
+    const context = { branch: "main", commitSha: SHA_B, defaultBranch: "main", pipelineSource: "push", registry: path, slurmVersion: "25.11", flavor: "ubuntu24.04", group: "core" };
+    const verify = verifiedOrWhy(verifier, cosign.paths, cosign.run);
+    // As `promote` runs: the commit tag's digest adopted, no push, no branch tag moved.
+    const promoteAlone = () =>
+      runCi({ context, images, push: async (_image, ref) => `${ref}@${(await c.getManifest(ref)).digest}`, client: () => c, moveBranchLatest: false, verify, settleMs: 20, log });
+    // Published by a run that did not sign (publish without --signing).
+    const unsigned = await runCi({ context, images, push: (image, ref) => pushSynthetic(c, ref, `${image}-promote`), client: () => c, promote: false, log });
+    expect(unsigned.ok).toBe(true);
+    const refused = await promoteAlone();
+    reports.push(refused);
+    expect(refused.ok).toBe(false);
+    expect(refused.promotion).toMatchObject({ promoted: false, outcome: "refused", moved: [] });
+    for (const f of refused.promotion?.failed ?? []) expect(f.error).toMatch(/is not signed and attested as required: verify: .*no signatures found/);
+    for (const image of images) expect(await c.headManifest(`${path}/${image}:${PROD}`)).toBeNull();
+    // Signed and attested afterwards (the digests do not change): now it promotes.
+    const signed = await signPublished(signing(), path, unsigned.images.map((i) => ({ ...i, ok: true, durationMs: 0 })), c, log);
+    expect(signed.ok).toBe(true);
+    const promoted = await promoteAlone();
+    reports.push(promoted);
+    expect(promoted.ok, renderMarkdown(promoted)).toBe(true);
+    expect(promoted.promotion?.moved.map((m) => m.to)).toEqual(unsigned.images.map((i) => i.digest));
   });
 
   it("an image that fails to publish: nothing is signed, nothing promoted", async () => {
