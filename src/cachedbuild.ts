@@ -149,7 +149,17 @@ export async function prepareCache(
     const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
     const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
     const args = buildArgs(manifest, resolved, platform, baseImage);
-    const keys = await runKeys({ manifest, resolved, context: directoryContext(recipeDirectory(dockerfiles, resolved)), buildArgs: args, baseDigest, platform });
+    // The package set compiles on the engine's own platform (cross-compiled when it is not the target's).
+    const buildPlatform = await dag.defaultPlatform();
+    const keys = await runKeys({
+      manifest,
+      resolved,
+      context: directoryContext(recipeDirectory(dockerfiles, resolved)),
+      buildArgs: args,
+      baseDigest,
+      platform,
+      buildPlatform,
+    });
     const plan = await planCache({
       client: await getClient(),
       registry: options.registry,

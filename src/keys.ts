@@ -3,9 +3,11 @@
  * a target of a Dockerfile: the text of every stage in its ancestry (its FROM
  * chain and every stage it copies or mounts from), the content of every
  * build-context file those stages copy or bind-mount, the values of the build
- * arguments they declare, the base image's digest, the platform, and for the
- * images the package set's key and the image's own labels. Nothing else: a
- * stage, a file or an argument the target does not use does not change it.
+ * arguments they declare, the base image's digest, the platform, the build
+ * machine's platform and base image where stages run on it (FROM
+ * --platform=$BUILDPLATFORM: the package set, cross-compiled or native), and
+ * for the images the package set's key and the image's own labels. Nothing
+ * else: a stage, a file or an argument the target does not use does not change it.
  *
  * Pure: the Dockerfile's text and a reader of the context come in; the
  * Dagger side reads a Directory, the harness the file system.
@@ -22,6 +24,15 @@ export const KEY_VERSION = "slinky-build-cache/1";
 export const PLATFORM: PlatformName = DEFAULT_PLATFORM;
 /** Build arguments that name the base image: the key takes its digest instead. */
 export const BASE_ARGS = new Set(["BASE_IMAGE"]);
+/**
+ * The build machine's base image (Dockerfile.packages; defaults to BASE_IMAGE):
+ * the key takes its digest, buildBaseDigest (baseDigest when it is not set).
+ */
+export const BUILD_BASE_ARG = "BUILD_BASE_IMAGE";
+/** BuildKit's automatic platform arguments of the target: the platform part covers them. */
+const TARGET_PLATFORM_ARGS = new Set(["TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT"]);
+/** ... and of the build machine: the buildPlatform part covers them. */
+const BUILD_PLATFORM_ARGS = new Set(["BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"]);
 /** Context directory the images' Dockerfile takes the package set from; keyed by the package set's key. */
 export const PACKAGES_DIR = "packages";
 
@@ -186,7 +197,15 @@ export interface KeyInput {
   buildArgs: Readonly<Record<string, string>>;
   /** The base image's digest (sha256:...), or its image id where no registry has it. */
   baseDigest: string;
+  /**
+   * The build machine's base image digest, where BUILD_BASE_IMAGE names another
+   * image than BASE_IMAGE (one platform per name, docker 20.10's image store);
+   * baseDigest otherwise (an index digest serves both platforms).
+   */
+  buildBaseDigest?: string;
   platform?: string;
+  /** The build machine's platform (the engine's); default linux/amd64. */
+  buildPlatform?: string;
   /** The package set's key: needed when the target's stages use packages/ from the context. */
   packagesKey?: string;
   /** The image's labels that do not vary per run (no revision or created). */
@@ -215,12 +234,18 @@ export async function computeKey(input: KeyInput): Promise<Key> {
   };
   const argNames = new Set<string>();
   let usesBase = false;
+  let usesBuildBase = false;
+  let usesBuildPlatform = false;
+  const refersTo = (text: string, name: string) => new RegExp(`\\$(\\{${name}\\}|${name}(?![A-Za-z0-9_]))`).test(text);
   for (const stage of stages) {
     parts[`stage:${stage.name}`] = sha256(stage.instructions.join("\n"));
     for (const name of stage.args) argNames.add(name);
+    // FROM --platform=$BUILDPLATFORM (the FROM instruction is the stage's first).
+    if ([...BUILD_PLATFORM_ARGS].some((name) => refersTo(stage.instructions[0] ?? "", name))) usesBuildPlatform = true;
     for (const [name] of parsed.globalArgs) {
-      if (stage.from.includes(`$${name}`) || stage.from.includes(`\${${name}}`)) {
+      if (refersTo(stage.from, name)) {
         if (BASE_ARGS.has(name)) usesBase = true;
+        else if (name === BUILD_BASE_ARG) usesBuildBase = true;
         else argNames.add(name);
       }
     }
@@ -230,15 +255,33 @@ export async function computeKey(input: KeyInput): Promise<Key> {
       usesBase = true;
       continue;
     }
+    if (name === BUILD_BASE_ARG) {
+      usesBuildBase = true;
+      continue;
+    }
+    if (TARGET_PLATFORM_ARGS.has(name)) continue;
+    if (BUILD_PLATFORM_ARGS.has(name)) {
+      usesBuildPlatform = true;
+      continue;
+    }
     const value = input.buildArgs[name] ?? parsed.globalArgs.get(name) ?? "";
     parts[`arg:${name}`] = sha256(value);
   }
-  if (usesBase) {
-    if (!/^sha256:[0-9a-f]{64}$/.test(input.baseDigest)) {
-      throw new Error(`base digest ${JSON.stringify(input.baseDigest)} is not a sha256 digest: the key needs the base image by digest`);
+  const digest = (value: string, what: string) => {
+    if (!/^sha256:[0-9a-f]{64}$/.test(value)) {
+      throw new Error(`${what} ${JSON.stringify(value)} is not a sha256 digest: the key needs the base image by digest`);
     }
-    parts.base = sha256(input.baseDigest);
+    return sha256(value);
+  };
+  if (usesBase) parts.base = digest(input.baseDigest, "base digest");
+  if (usesBuildBase) {
+    const own = input.buildArgs[BUILD_BASE_ARG];
+    if (own !== undefined && own !== input.buildArgs.BASE_IMAGE && input.buildBaseDigest === undefined) {
+      throw new Error(`${BUILD_BASE_ARG} names ${JSON.stringify(own)}, not BASE_IMAGE: the key needs its digest (buildBaseDigest)`);
+    }
+    parts.buildBase = digest(input.buildBaseDigest ?? input.baseDigest, "build base digest");
   }
+  if (usesBuildPlatform) parts.buildPlatform = sha256(input.buildPlatform ?? PLATFORM);
   const sources = [...new Set(stages.flatMap((s) => s.sources).map(normalize))].sort();
   let usesPackages = false;
   for (const source of sources) {
@@ -307,8 +350,12 @@ export interface RunKeyInput {
   /** Build arguments as the build gets them (plan.buildArgs, BASE_IMAGE by digest where resolved). */
   buildArgs: Readonly<Record<string, string>>;
   baseDigest: string;
+  /** The build machine's base image digest, when BUILD_BASE_IMAGE is set to another image (see KeyInput). */
+  buildBaseDigest?: string;
   /** The platform built (its build arguments are buildArgs); default linux/amd64. */
   platform?: PlatformName;
+  /** The engine's own platform, where the package set compiles; default linux/amd64. */
+  buildPlatform?: string;
 }
 
 /** Keys of the package set and of every image of the run, from the same inputs the build gets. */
@@ -323,7 +370,9 @@ export async function runKeys(input: RunKeyInput): Promise<RunKeys> {
     context: input.context,
     buildArgs: input.buildArgs,
     baseDigest: input.baseDigest,
+    ...(input.buildBaseDigest === undefined ? {} : { buildBaseDigest: input.buildBaseDigest }),
     platform: input.platform ?? PLATFORM,
+    buildPlatform: input.buildPlatform ?? PLATFORM,
   });
   const images: Record<string, Key> = {};
   for (const image of input.resolved.images) {
@@ -334,7 +383,9 @@ export async function runKeys(input: RunKeyInput): Promise<RunKeys> {
       context: input.context,
       buildArgs: input.buildArgs,
       baseDigest: input.baseDigest,
+      ...(input.buildBaseDigest === undefined ? {} : { buildBaseDigest: input.buildBaseDigest }),
       platform: input.platform ?? PLATFORM,
+      buildPlatform: input.buildPlatform ?? PLATFORM,
       packagesKey: packages.key,
       labels: imageLabels(input.manifest, input.resolved, image),
     });

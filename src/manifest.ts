@@ -14,6 +14,8 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex char
 const httpUrl = z
   .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
   .refine((value) => {
+    // Not a URL at all: the check above says so (zod runs this refinement too).
+    if (!URL.canParse(value)) return true;
     const url = new URL(value);
     return url.username === "" && url.password === "";
   }, "must not hold credentials (user:password@): serve the download without them or from a mirror that needs none");
@@ -64,6 +66,14 @@ export const FlavorSchema = z.strictObject({
   digestSource: z.string().optional(),
   /** The platforms this flavor can be built for (its base image has them). */
   platforms: z.array(z.enum(PLATFORM_NAMES)).min(1).default([DEFAULT_PLATFORM]),
+  /**
+   * The apt archive (deb822 URIs) serving an architecture's packages when the
+   * package set is cross-compiled for it on a build machine of another
+   * architecture: the target's libraries come from it. Ubuntu serves arm64 from
+   * its ports archive, amd64 from its main archive; Debian serves every
+   * architecture from one mirror (no entry: the base image's sources serve it).
+   */
+  aptArchives: z.strictObject({ amd64: httpUrl.optional(), arm64: httpUrl.optional() }).optional(),
 });
 export type Flavor = z.infer<typeof FlavorSchema>;
 

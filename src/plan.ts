@@ -197,6 +197,7 @@ export function buildArgs(
     NVIDIA_KEY_FINGERPRINT: nvidiaKey.fingerprint ?? "",
     NVIDIA_REPO_URL: nvidiaRepository(manifest, platform) ?? "",
     NVIDIA_TOOLKIT_VERSION: manifest.nvidiaToolkit.version,
+    CROSS_APT_URIS: resolved.flavor.aptArchives?.[archOf(platform)] ?? "",
   };
 }
 

@@ -71,7 +71,9 @@ describe("the keys of a run, flipping each input", () => {
   const manifest = loadManifest();
   const resolved = resolve(manifest, { flavor: "debian13", group: "all" });
 
-  const keysWith = async (change: { args?: Record<string, string>; base?: string; manifest?: unknown } = {}) => {
+  const keysWith = async (
+    change: { args?: Record<string, string>; base?: string; buildBase?: string; buildPlatform?: string; manifest?: unknown } = {},
+  ) => {
     const m = change.manifest ? loadManifest(change.manifest) : manifest;
     const r = change.manifest ? resolve(m, { flavor: "debian13", group: "all" }) : resolved;
     return runKeys({
@@ -80,6 +82,8 @@ describe("the keys of a run, flipping each input", () => {
       context: fsContext(dir),
       buildArgs: { ...buildArgs(m, r), ...(change.args ?? {}) },
       baseDigest: change.base ?? BASE,
+      ...(change.buildBase ? { buildBaseDigest: change.buildBase } : {}),
+      ...(change.buildPlatform ? { buildPlatform: change.buildPlatform } : {}),
     });
   };
   /** Which keys differ from the baseline: "packages" and image names. */
@@ -122,7 +126,37 @@ describe("the keys of a run, flipping each input", () => {
   it("base image digest: everything", async () => {
     const keys = await keysWith({ base: `sha256:${"2".repeat(64)}` });
     expect(changed(keys)).toEqual(["packages", ...ALL]);
-    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["base"]);
+    // The package set compiles on the build machine's image: BUILD_BASE_IMAGE, BASE_IMAGE's index by default.
+    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["buildBase"]);
+    expect(changedParts(baseline.images.slurmd!.parts, keys.images.slurmd!.parts)).toEqual(["base", "packages"]);
+  });
+
+  it("the build machine's platform (cross-compiled or native package set): the package set and every image", async () => {
+    expect(changed(await keysWith({ buildPlatform: "linux/amd64" }))).toEqual([]);
+    const keys = await keysWith({ buildPlatform: "linux/arm64" });
+    expect(changed(keys)).toEqual(["packages", ...ALL]);
+    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["buildPlatform"]);
+    expect(changedParts(baseline.images.login!.parts, keys.images.login!.parts)).toEqual(["packages"]);
+    // BuildKit's automatic TARGETARCH is the platform part, not a build argument of its own.
+    expect(Object.keys(baseline.packages.parts).filter((name) => /TARGET|BUILDPLATFORM/.test(name))).toEqual([]);
+  });
+
+  it("a build machine image of its own (BUILD_BASE_IMAGE): keyed by its digest, the package set only through it", async () => {
+    const args = { BUILD_BASE_IMAGE: "local/debian:trixie-amd64" };
+    await expect(keysWith({ args })).rejects.toThrow(/BUILD_BASE_IMAGE names "local\/debian:trixie-amd64", not BASE_IMAGE: the key needs its digest/);
+    expect(changed(await keysWith({ args, buildBase: BASE }))).toEqual([]);
+    const keys = await keysWith({ args, buildBase: `sha256:${"3".repeat(64)}` });
+    expect(changed(keys)).toEqual(["packages", ...ALL]);
+    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["buildBase"]);
+    await expect(keysWith({ args, buildBase: "local/debian:trixie-amd64" })).rejects.toThrow(/build base digest .* is not a sha256 digest/);
+  });
+
+  it("the flavor's archive for the target architecture (CROSS_APT_URIS) and the cross setup script: the package set", async () => {
+    const keys = await keysWith({ args: { CROSS_APT_URIS: "http://ports.example/ubuntu-ports/" } });
+    expect(changed(keys)).toEqual(["packages", ...ALL]);
+    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["arg:CROSS_APT_URIS"]);
+    edit("build/cross-apt.sh", (t) => `${t}\n# changed\n`);
+    expect(changedParts(baseline.packages.parts, (await keysWith()).packages.parts)).toEqual(["file:build/cross-apt.sh"]);
   });
 
   it("a build script of the compile (build-slurm.sh) and config.site: the package set, hence every image", async () => {

@@ -179,11 +179,35 @@ describe("each platform's build arguments and plan", () => {
     const amd64 = buildArgs(manifest, resolved, "linux/amd64");
     const arm64 = buildArgs(manifest, resolved, "linux/arm64");
     const differ = Object.keys(amd64).filter((name) => amd64[name] !== arm64[name]);
-    expect(differ.sort()).toEqual(["ENROOT_CAPS_SHA256", "ENROOT_CAPS_URL", "ENROOT_SHA256", "ENROOT_URL", "KUBECTL_SHA256", "KUBECTL_URL", "NVIDIA_REPO_URL"]);
+    expect(differ.sort()).toEqual([
+      "CROSS_APT_URIS",
+      "ENROOT_CAPS_SHA256",
+      "ENROOT_CAPS_URL",
+      "ENROOT_SHA256",
+      "ENROOT_URL",
+      "KUBECTL_SHA256",
+      "KUBECTL_URL",
+      "NVIDIA_REPO_URL",
+    ]);
+    // Ubuntu (the default flavor) serves arm64 from its ports archive: the cross-compile's target libraries come from there.
+    expect(arm64.CROSS_APT_URIS).toBe("http://ports.ubuntu.com/ubuntu-ports/");
+    expect(amd64.CROSS_APT_URIS).toBe("http://archive.ubuntu.com/ubuntu/");
     expect(arm64.KUBECTL_URL).toBe("https://dl.k8s.io/release/v1.35.0/bin/linux/arm64/kubectl");
     expect(arm64.NVIDIA_REPO_URL).toBe("https://nvidia.github.io/libnvidia-container/stable/deb/arm64");
     expect(amd64.NVIDIA_REPO_URL).toBe("https://nvidia.github.io/libnvidia-container/stable/deb/amd64");
     expect(buildArgs(manifest, resolved)).toEqual(amd64);
+  });
+
+  it("Debian serves every architecture from one mirror: no second archive for the cross-compile", () => {
+    const debian = resolve(manifest, { flavor: "debian13", group: "core", platforms: "linux/arm64" });
+    expect(buildArgs(manifest, debian, "linux/arm64").CROSS_APT_URIS).toBe("");
+    expect(buildArgs(manifest, debian, "linux/amd64").CROSS_APT_URIS).toBe("");
+  });
+
+  it("refuses an archive that is not an http(s) URL or an unknown architecture, naming the field", () => {
+    const bad = (aptArchives: unknown) => () => loadManifest({ flavors: { "ubuntu24.04": { aptArchives } } });
+    expect(bad({ arm64: "ports.example/ubuntu-ports" })).toThrow(/flavors\.ubuntu24\.04\.aptArchives\.arm64/);
+    expect(bad({ riscv64: "http://ports.example/ubuntu-ports/" })).toThrow(/riscv64/);
   });
 
   it("plan shows the platforms and each one's build arguments", () => {

@@ -3,7 +3,12 @@
 # as BuildKit cache mounts.
 #
 #   apt.sh install PKG|./file.deb ...   update the lists, install without recommends
-#   apt.sh build-deps CONTROL           install the Build-Depends of a debian/control
+#   apt.sh build-deps CONTROL [HOST_ARCH]
+#                                       install the Build-Depends of a debian/control;
+#                                       with HOST_ARCH other than the build machine's,
+#                                       for cross-building to HOST_ARCH (mk-build-deps
+#                                       --host-arch: libraries of HOST_ARCH, tools of the
+#                                       build machine)
 #
 # Docker-oriented base images (Ubuntu's, Debian's) ship an apt hook,
 # /etc/apt/apt.conf.d/docker-clean, that deletes every downloaded package and
@@ -38,18 +43,28 @@ install)
 	apt_get install --no-install-recommends "$@"
 	;;
 build-deps)
-	[ $# -eq 1 ] || { echo "usage: apt.sh build-deps CONTROL" >&2; exit 2; }
+	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh build-deps CONTROL [HOST_ARCH]" >&2; exit 2; }
 	apt_get update
 	apt_get install --no-install-recommends devscripts equivs
 	work=$(mktemp -d)
 	cp "$1" "$work/control"
-	(cd "$work" && mk-build-deps --install --remove \
+	build=$(dpkg --print-architecture)
+	host=${2:-$build}
+	set --
+	if [ "$host" != "$build" ]; then
+		# The interpreters the build runs are the build machine's: a plain
+		# "python3" would be HOST_ARCH's (Multi-Arch: allowed), replace the
+		# build machine's and need emulation to run Slurm's scripts.
+		sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$work/control"
+		set -- --host-arch "$host" --build-arch "$build"
+	fi
+	(cd "$work" && mk-build-deps "$@" --install --remove \
 		--tool 'apt-get -q -y -o APT::Keep-Downloaded-Packages=true -o Debug::pkgProblemResolver=yes --no-install-recommends' \
 		control)
 	rm -rf "$work"
 	;;
 *)
-	echo "usage: apt.sh install PKG... | apt.sh build-deps CONTROL" >&2
+	echo "usage: apt.sh install PKG... | apt.sh build-deps CONTROL [HOST_ARCH]" >&2
 	exit 2
 	;;
 esac

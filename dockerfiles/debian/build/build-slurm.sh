@@ -1,13 +1,17 @@
 #!/bin/sh
-# build-slurm.sh SRC OUT VERSION: build Slurm's own Debian packages (slurm-smd*)
-# from the source tree SRC and collect them in OUT as <Package>.deb.
-# Build dependencies must be installed already (apt.sh build-deps).
+# build-slurm.sh SRC OUT VERSION [HOST_ARCH]: build Slurm's own Debian packages
+# (slurm-smd*) from the source tree SRC and collect them in OUT as <Package>.deb.
+# With HOST_ARCH other than the build machine's architecture, cross-build them
+# for HOST_ARCH (dpkg-buildpackage --host-arch, Debian's cross toolchain).
+# Build dependencies must be installed already (apt.sh build-deps CONTROL HOST_ARCH).
 set -eu
 
-[ $# -eq 3 ] || { echo "usage: build-slurm.sh SRC OUT VERSION" >&2; exit 2; }
+[ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: build-slurm.sh SRC OUT VERSION [HOST_ARCH]" >&2; exit 2; }
 src=$1
 out=$2
 version=$3
+build=$(dpkg --print-architecture)
+host=${4:-$build}
 here=$(dirname "$0")
 
 work=/tmp/slurm-build
@@ -22,9 +26,35 @@ DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck nodoc noddebs terse"
 # config.site (beside this script) turns off static libraries: half the compiling.
 CONFIG_SITE="$here/config.site"
 export DEB_BUILD_OPTIONS CONFIG_SITE
+# debuild's options, then dpkg-buildpackage's: none more natively.
+preserve=
+host_arch=
+if [ "$host" != "$build" ]; then
+	triplet=$(dpkg-architecture -a"$host" -qDEB_HOST_GNU_TYPE 2>/dev/null)
+	# What Slurm's packaging needs to cross-build (natively none of it matters):
+	# (a) configure checks HDF5 with the compiler `h5cc -show` names, the build
+	#     machine's gcc: hdf5.h and -lhdf5_hl are "not found" for the target,
+	#     yet the hdf5 plugin is built and sh5util fails to link (undefined
+	#     H5PTopen). h5cc takes its compiler from HDF5_CC / HDF5_CLINKER.
+	HDF5_CC=$triplet-gcc
+	HDF5_CLINKER=$triplet-gcc
+	export HDF5_CC HDF5_CLINKER
+	# (b) debian/rules installs contribs from obj-$(DEB_BUILD_GNU_TYPE), while
+	#     dh --builddirectory builds in obj-$(DEB_HOST_GNU_TYPE): the same
+	#     directory natively, two different ones when cross-building.
+	# shellcheck disable=SC2016 # make variables, literally
+	sed -i 's/obj-$(DEB_BUILD_GNU_TYPE)/obj-$(DEB_HOST_GNU_TYPE)/g' "$work/slurm/debian/rules"
+	# (c) the build runs the build machine's python3 (apt.sh build-deps installed
+	#     python3:native): say so in Build-Depends, which dpkg-buildpackage checks.
+	sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$work/slurm/debian/control"
+	preserve="--preserve-envvar=HDF5_CC --preserve-envvar=HDF5_CLINKER"
+	host_arch="-a$host"
+	echo "build-slurm.sh: cross-building on $build for $host ($triplet-gcc)"
+fi
 start=$(date +%s)
-(cd "$work/slurm" && debuild --preserve-envvar=DEB_BUILD_OPTIONS --preserve-envvar=CONFIG_SITE \
-	--no-lintian -b -uc -us >"$work/debuild.log" 2>&1) || {
+# shellcheck disable=SC2086 # $preserve and $host_arch: options or nothing
+(cd "$work/slurm" && debuild --preserve-envvar=DEB_BUILD_OPTIONS --preserve-envvar=CONFIG_SITE $preserve \
+	--no-lintian $host_arch -b -uc -us >"$work/debuild.log" 2>&1) || {
 	tail -n 200 "$work/debuild.log" >&2
 	exit 1
 }
@@ -33,4 +63,6 @@ grep -E "^checking whether to build (shared|static) libraries" "$work/debuild.lo
 
 "$here/collect-debs.sh" "$work" "$out"
 "$here/check-version.sh" "$out/slurm-smd.deb" "$version"
+arch=$(dpkg-deb --field "$out/slurm-smd.deb" Architecture)
+[ "$arch" = "$host" ] || { echo "build-slurm.sh: slurm-smd.deb is for $arch, not $host" >&2; exit 1; }
 rm -rf "$work"
