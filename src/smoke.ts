@@ -168,6 +168,28 @@ done
 [ "$n" -gt 0 ] || fail "no ELF files found in the Slurm packages"`,
   });
   checks.push({
+    // The image is the platform it says (linux/arm64 under emulation runs as aarch64),
+    // and every Slurm and pyxis binary and plugin is built for it, not for the build machine.
+    name: "architecture",
+    sh: `arch=$(dpkg --print-architecture)
+case "$arch" in
+  amd64) machine=x86_64 elf=3e00 ;;
+  arm64) machine=aarch64 elf=b700 ;;
+  *) machine=unknown elf=unknown; fail "unknown dpkg architecture $arch" ;;
+esac
+[ "$(uname -m)" = "$machine" ] || fail "uname -m is $(uname -m), the image's packages are $arch ($machine)"
+pkgs=$(dpkg-query -W -f='\${Package}\\n' | grep -E '^(slurm-smd|nvslurm-plugin-pyxis)')
+n=0
+for f in $(dpkg -L $pkgs | sort -u); do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  [ "$(head -c 4 "$f" | od -An -tx1 | tr -d ' \\n')" = 7f454c46 ] || continue
+  n=$((n + 1))
+  e=$(od -An -tx1 -j18 -N2 "$f" | tr -d ' \\n')
+  [ "$e" = "$elf" ] || fail "$f is not a $machine ELF (e_machine bytes $e)"
+done
+[ "$n" -gt 0 ] || fail "no ELF files found in the Slurm packages"`,
+  });
+  checks.push({
     name: "no-baked-keys",
     sh: `for f in /etc/ssh/ssh_host_*key* /etc/munge/munge.key /etc/slurm/slurm.key /etc/slurm/jwt_hs256.key; do
   [ ! -e "$f" ] || fail "$f is baked into the image"

@@ -17,7 +17,7 @@ describe("smokeScript", () => {
   it("has the common checks for every image and the image-specific ones where they belong", () => {
     for (const image of IMAGE_NAMES) {
       expect(smokeChecks(image)).toEqual(
-        expect.arrayContaining(["packages", "slurm-user", "no-ubuntu-user", "entrypoint", "shared-libraries"]),
+        expect.arrayContaining(["packages", "slurm-user", "no-ubuntu-user", "entrypoint", "shared-libraries", "architecture"]),
       );
     }
     expect(smokeChecks("slurmctld")).toContain("version:slurmctld");
@@ -47,5 +47,8 @@ describe("smokeScript", () => {
     expect(result.stdout).toMatch(/^FAIL version:slurmctld: /m);
     expect(result.stdout).toMatch(/^FAIL packages: package slurm-smd-slurmctld is not installed$/m);
     expect(result.stdout).toMatch(/^smoke slurmctld: \d+ of \d+ checks failed$/m);
+    // This host's uname -m matches its dpkg architecture; it has no Slurm ELF files to check.
+    expect(result.stdout).not.toMatch(/^FAIL architecture: uname/m);
+    expect(result.stdout).toMatch(/^FAIL architecture: no ELF files found in the Slurm packages$/m);
   });
 });
