@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { ImageSpec } from "../../src/catalog.js";
 import { deepMerge, loadManifest, type Manifest } from "../../src/manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/plan.js";
+import { archOf, DEFAULT_PLATFORM, type PlatformName } from "../../src/platform.js";
 import { docker, dockerOk, IMAGE_PREFIX, REPO, run, SLURM_SOURCE } from "./harness.js";
 
 export const FLAVOR = "debian13";
@@ -72,6 +73,18 @@ export interface BuildPlan {
   recipe: string;
   /** The images' context: a copy of the recipe with packages/ composed into it (as src/build.ts does). */
   context: string;
+  /** The platform built; `docker build --platform` when it is not linux/amd64. */
+  platform: PlatformName;
+}
+
+export interface PlanOptions {
+  /** Default linux/amd64. */
+  platform?: PlatformName;
+  /**
+   * The build machine's base image (BUILD_BASE_IMAGE), where the local base image
+   * is another platform's: docker 20.10's image store holds one platform per name.
+   */
+  buildBase?: string;
 }
 
 /** HEAD's commit and commit time, so labels (and so image ids) do not change between runs. */
@@ -87,30 +100,36 @@ export async function provenance(): Promise<Provenance> {
  * resolve "name@sha256:<image id>" for an imported image (it has no registry
  * digest), so the build arguments come from the same manifest without that pin.
  */
-export function buildPlan(sources: HarnessSources, prov: Provenance): BuildPlan {
-  const selection = { slurmVersion: SLURM_SOURCE.line, flavor: FLAVOR, group: "all" };
+export function buildPlan(sources: HarnessSources, prov: Provenance, options: PlanOptions = {}): BuildPlan {
+  const platform = options.platform ?? DEFAULT_PLATFORM;
+  const selection = { slurmVersion: SLURM_SOURCE.line, flavor: FLAVOR, group: "all", platforms: platform };
   const pinned = loadManifest(siteOverride(sources, sources.base.id));
   const unpinned = loadManifest(siteOverride(sources, null));
   const resolvedPinned = resolve(pinned, selection);
   const resolved = resolve(unpinned, selection);
   requireChecksums(unpinned, resolved);
   const family = resolved.flavor.family;
+  const native = platform === DEFAULT_PLATFORM;
   return {
     manifest: unpinned,
     resolved,
-    args: buildArgs(unpinned, resolved),
+    args: { ...buildArgs(unpinned, resolved, platform), ...(options.buildBase ? { BUILD_BASE_IMAGE: options.buildBase } : {}) },
     labels: (image) => imageLabels(pinned, resolvedPinned, image, prov),
-    ref: (image) => `${IMAGE_PREFIX}/${image.name}:${resolved.line}-${resolved.flavorName}`,
+    ref: (image) => `${IMAGE_PREFIX}/${image.name}:${resolved.line}-${resolved.flavorName}${native ? "" : `-${archOf(platform)}`}`,
     dockerfile: join(REPO, "dockerfiles", family, "Dockerfile"),
     packagesDockerfile: join(REPO, "dockerfiles", family, "Dockerfile.packages"),
     recipe: join(REPO, "dockerfiles", family),
-    context: join(REPO, "out", "context", family),
+    context: join(REPO, "out", "context", native ? family : `${family}-${archOf(platform)}`),
+    platform,
   };
 }
 
+/** `--platform P` for a platform other than linux/amd64 (the amd64 harness's commands stay as they were). */
+const platformFlag = (plan: BuildPlan) => (plan.platform === DEFAULT_PLATFORM ? [] : ["--platform", plan.platform]);
+
 /** The exact `docker build` arguments for one image. */
 export function dockerBuildArgs(plan: BuildPlan, image: ImageSpec, extraLabels: Record<string, string> = {}): string[] {
-  const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.dockerfile, "--target", image.target];
+  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.dockerfile, "--target", image.target];
   for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
   for (const [key, value] of Object.entries({ ...plan.labels(image), ...extraLabels })) args.push("--label", `${key}=${value}`);
   args.push("-t", plan.ref(image), plan.context);
@@ -132,7 +151,7 @@ export function prepareContext(plan: BuildPlan): string {
 
 /** `docker build` arguments of the packages target, written out as files into `dest` (or tagged, with `tag`). */
 export function packagesBuildArgs(plan: BuildPlan, output: { dest: string } | { tag: string; labels?: Record<string, string> }): string[] {
-  const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.packagesDockerfile, "--target", "packages"];
+  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.packagesDockerfile, "--target", "packages"];
   for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
   if ("dest" in output) args.push("--output", `type=local,dest=${output.dest}`);
   else {
@@ -157,7 +176,7 @@ export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] 
 
 /** Builds one OS-layer target (its cache is what the images then reuse); no tag. */
 export async function buildOsTarget(plan: BuildPlan, target: string, logFile: string, timeoutMs: number): Promise<number> {
-  const args = ["build", "--network", "host", "--progress", "plain", "-f", plan.dockerfile, "--target", target];
+  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.dockerfile, "--target", target];
   for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
   args.push(plan.recipe);
   const result = await docker(args, { timeoutMs, logFile });

@@ -16,22 +16,25 @@ export interface ServedStandIns {
   override: (server: FileServer) => unknown;
 }
 
-/** Makes (or reuses) the stand-ins in `dir`, at the versions manifest.json pins. */
-export async function standInSources(dir: string): Promise<ServedStandIns> {
+/** Makes (or reuses) the stand-ins in `dir`, at the versions manifest.json pins (arm64: the .debs for linux/arm64). */
+export async function standInSources(dir: string, arch?: "arm64"): Promise<ServedStandIns> {
   const pinned = loadManifest();
   const standIns = await makeStandIns(dir, {
     pyxisVersion: pinned.inputs.pyxis.version,
     enrootVersion: pinned.inputs.enroot.version,
     kubectlVersion: pinned.inputs.kubectl.version,
     nvidiaToolkitVersion: pinned.nvidiaToolkit.version,
+    ...(arch ? { arch } : {}),
   });
+  // arm64's are served under arm64/, beside amd64's (the same names otherwise).
+  const prefix = arch ? `${arch}/` : "";
   const files: Record<string, string> = {};
   for (const item of [standIns.pyxis, standIns.enroot, standIns.enrootCaps, standIns.kubectl, standIns.nvidiaKey]) {
-    files[item.file] = item.path;
+    files[`${prefix}${item.file}`] = item.path;
   }
   // The flat apt repository: every file in it, under the repository's directory name.
   for (const name of readdirSync(standIns.nvidiaRepo.path)) {
-    files[`${standIns.nvidiaRepo.dir}/${name}`] = join(standIns.nvidiaRepo.path, name);
+    files[`${prefix}${standIns.nvidiaRepo.dir}/${name}`] = join(standIns.nvidiaRepo.path, name);
   }
-  return { files, override: (server) => standInOverride(standIns, server.url) };
+  return { files, override: (server) => standInOverride(standIns, (file) => server.url(`${prefix}${file}`)) };
 }

@@ -44,6 +44,8 @@ export interface StandInOptions {
   readonly kubectlVersion: string;
   /** apt version, e.g. "1.18.0-1" (NVIDIA_TOOLKIT_VERSION) */
   readonly nvidiaToolkitVersion: string;
+  /** The .debs' architecture; amd64 when absent (and then left out, so amd64 stand-ins made before are reused). */
+  readonly arch?: "arm64";
 }
 
 export interface StandInFile {
@@ -153,7 +155,7 @@ const shq = (value: string) => `'${value.replace(/'/g, "'\\''")}'`;
 
 // ---------------------------------------------------------------- enroot
 
-async function makeEnroot(dir: string, version: string): Promise<{ enroot: string; caps: string }> {
+async function makeEnroot(dir: string, version: string, arch: string): Promise<{ enroot: string; caps: string }> {
   const work = await mkdtemp(join(tmpdir(), "standin-enroot-"));
   try {
     const main = join(work, "enroot");
@@ -162,7 +164,7 @@ async function makeEnroot(dir: string, version: string): Promise<{ enroot: strin
       control({
         Package: "enroot",
         Version: `${version}-1`,
-        Architecture: "amd64",
+        Architecture: arch,
         Maintainer: MAINTAINER,
         Depends: "bash",
         Section: "utils",
@@ -181,7 +183,7 @@ async function makeEnroot(dir: string, version: string): Promise<{ enroot: strin
       control({
         Package: "enroot+caps",
         Version: `${version}-1`,
-        Architecture: "amd64",
+        Architecture: arch,
         Maintainer: MAINTAINER,
         Depends: `enroot (= ${version}-1), libcap2-bin`,
         Section: "utils",
@@ -190,8 +192,8 @@ async function makeEnroot(dir: string, version: string): Promise<{ enroot: strin
       }),
     );
     await put(join(caps, "usr/share/doc/enroot+caps/README.STAND-IN"), "STAND-IN for enroot+caps; grants no capabilities.\n");
-    const enrootDeb = join(dir, `enroot_${version}-1_amd64.STAND-IN.deb`);
-    const capsDeb = join(dir, `enroot+caps_${version}-1_amd64.STAND-IN.deb`);
+    const enrootDeb = join(dir, `enroot_${version}-1_${arch}.STAND-IN.deb`);
+    const capsDeb = join(dir, `enroot+caps_${version}-1_${arch}.STAND-IN.deb`);
     await buildDeb(main, enrootDeb);
     await buildDeb(caps, capsDeb);
     return { enroot: enrootDeb, caps: capsDeb };
@@ -214,6 +216,7 @@ async function makeKubectl(dir: string, version: string): Promise<string> {
 async function makeNvidiaRepo(
   dir: string,
   version: string,
+  arch: string,
 ): Promise<{ repo: string; key: string; fingerprint: string }> {
   const repo = join(dir, "nvidia-repo.STAND-IN");
   await rm(repo, { recursive: true, force: true });
@@ -245,7 +248,7 @@ async function makeNvidiaRepo(
       const fields = {
         Package: deb.name,
         Version: version,
-        Architecture: "amd64",
+        Architecture: arch,
         Maintainer: MAINTAINER,
         ...deb.fields,
         Section: "utils",
@@ -254,7 +257,7 @@ async function makeNvidiaRepo(
       };
       await put(join(stage, "DEBIAN/control"), control(fields));
       for (const [path, content] of Object.entries(deb.files)) await put(join(stage, path), content, 0o755);
-      const file = `${deb.name}_${version}_amd64.deb`;
+      const file = `${deb.name}_${version}_${arch}.deb`;
       await buildDeb(stage, join(repo, file));
       const bytes = await readFile(join(repo, file));
       packages.push(
@@ -273,7 +276,7 @@ async function makeNvidiaRepo(
         Origin: "slinky-containers STAND-IN",
         Label: "STAND-IN nvidia-container-toolkit",
         Date: new Date(EPOCH * 1000).toUTCString(),
-        Architectures: "amd64",
+        Architectures: arch,
         Description: "STAND-IN flat repository for the NVIDIA container toolkit (test fixture)",
       }) + `SHA256:\n ${createHash("sha256").update(packagesText).digest("hex")} ${Buffer.byteLength(packagesText)} Packages\n`;
     await put(join(repo, "Release"), release);
@@ -355,15 +358,16 @@ export async function makeStandIns(dir: string, options: StandInOptions): Promis
   if (reused) return reused;
   await mkdir(dir, { recursive: true });
   const pyxis = await makePyxis(dir, options.pyxisVersion);
-  const enroot = await makeEnroot(dir, options.enrootVersion);
+  const arch = options.arch ?? "amd64";
+  const enroot = await makeEnroot(dir, options.enrootVersion, arch);
   const kubectl = await makeKubectl(dir, options.kubectlVersion);
-  const nvidia = await makeNvidiaRepo(dir, options.nvidiaToolkitVersion);
+  const nvidia = await makeNvidiaRepo(dir, options.nvidiaToolkitVersion, arch);
   const standIns: StandIns = {
     dir,
     options: { ...options },
     pyxis: await describe(dir, pyxis, options.pyxisVersion, "STAND-IN pyxis source tarball (tiny SPANK plugin, pyxis build interface)"),
-    enroot: await describe(dir, enroot.enroot, options.enrootVersion, "STAND-IN enroot .deb"),
-    enrootCaps: await describe(dir, enroot.caps, options.enrootVersion, "STAND-IN enroot+caps .deb"),
+    enroot: await describe(dir, enroot.enroot, options.enrootVersion, `STAND-IN enroot .deb (${arch})`),
+    enrootCaps: await describe(dir, enroot.caps, options.enrootVersion, `STAND-IN enroot+caps .deb (${arch})`),
     kubectl: await describe(dir, kubectl, options.kubectlVersion, "STAND-IN kubectl (answers `kubectl version --client`)"),
     nvidiaKey: {
       ...(await describe(dir, nvidia.key, "stand-in", "STAND-IN signing key of the stand-in NVIDIA toolkit repository")),
@@ -373,7 +377,7 @@ export async function makeStandIns(dir: string, options: StandInOptions): Promis
       dir: relative(dir, nvidia.repo),
       path: nvidia.repo,
       version: options.nvidiaToolkitVersion,
-      description: "STAND-IN flat apt repository with nvidia-container-toolkit(-base)",
+      description: `STAND-IN flat apt repository with nvidia-container-toolkit(-base) (${arch})`,
     },
   };
   await writeFile(join(dir, STATE), `${JSON.stringify({ ...standIns, sources: digest }, null, 2)}\n`);
@@ -391,17 +395,24 @@ export function standInOverride(standIns: StandIns, url: (file: string) => strin
     sha256: item.sha256,
     checksumSource: item.description,
   });
+  // arm64 stand-ins are linux/arm64's pins (arch.arm64), as a site manifest pins NVIDIA's arm64 .debs;
+  // the plain fields point at them too: a manifest of them builds linux/arm64 only.
+  const perArch = <T extends object>(value: T, pin: object) => (standIns.options.arch ? { ...value, arch: { [standIns.options.arch]: pin } } : value);
+  const pinned = (item: StandInFile) => {
+    const { version: _version, ...pin } = download(item);
+    return perArch(download(item), pin);
+  };
   return {
     inputs: {
       pyxis: download(standIns.pyxis),
-      enroot: download(standIns.enroot),
-      enrootCaps: download(standIns.enrootCaps),
-      kubectl: download(standIns.kubectl),
+      enroot: pinned(standIns.enroot),
+      enrootCaps: pinned(standIns.enrootCaps),
+      kubectl: pinned(standIns.kubectl),
       nvidiaKey: { ...download(standIns.nvidiaKey), fingerprint: standIns.nvidiaKey.fingerprint },
     },
-    nvidiaToolkit: {
-      version: standIns.nvidiaRepo.version,
-      repository: url(standIns.nvidiaRepo.dir),
-    },
+    nvidiaToolkit: perArch(
+      { version: standIns.nvidiaRepo.version, repository: url(standIns.nvidiaRepo.dir) },
+      { repository: url(standIns.nvidiaRepo.dir) },
+    ),
   };
 }
