@@ -13,7 +13,7 @@ import { createLogger } from "../../src/log.js";
 import { RegistryClient } from "../../src/registry.js";
 import { runCi, type Signing, signPublished } from "../../src/release.js";
 import { renderJson, renderMarkdown, type Report } from "../../src/report.js";
-import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, verifiedOrWhy, verifyAttestationArgs, verifyReference } from "../../src/signing.js";
+import { cosignTags, type Predicates, signImage, type Signer, signTarget, type Verifier, renderVerification, verifiedOrWhy, verifyAttestationArgs, verifyReference } from "../../src/signing.js";
 import { cosignVersion, type HostCosign, hostCosign } from "./cosign.js";
 import { LogCapture, pushSynthetic, pushSyntheticIndex, type RunningRegistry, startRegistry } from "./harness.js";
 import { moduleDocuments, standInPredicates } from "./predicates.js";
@@ -74,6 +74,14 @@ describe.skipIf(!HAVE_COSIGN)("key-based signing with real cosign on a real regi
       expect(v.errors).toEqual([]);
       expect(v.signatureDigests).toContain(digest);
       expect(v.attestations).toEqual({ spdxjson: true, slsaprovenance1: true });
+      expect(renderVerification(v)).toBe(
+        [
+          `VERIFIED ${r}`,
+          `- signature: valid on ${digest}`,
+          "- attestation spdxjson (https://spdx.dev/Document): valid",
+          "- attestation slsaprovenance1 (https://slsa.dev/provenance/v1): valid",
+        ].join("\n"),
+      );
     }
   });
 
@@ -99,6 +107,7 @@ describe.skipIf(!HAVE_COSIGN)("key-based signing with real cosign on a real regi
     expect(v.signatureDigests).toEqual([]);
     expect(v.attestations).toEqual({ spdxjson: false, slsaprovenance1: false });
     expect(v.errors.join("\n")).toMatch(/no signatures found|no matching signatures|no matching attestations/i);
+    expect(renderVerification(v)).toMatch(new RegExp(`^NOT VERIFIED ${ref.replace(/[.*+?^$()|[\]\\]/g, "\\$&")}\n- signature: none valid\n`));
     // The signed digest itself still verifies.
     expect((await verifyReference(`${registry.host}/group/p/login@${digest}`, verifier, cosign.paths, cosign.run)).ok).toBe(true);
   });
