@@ -78,7 +78,7 @@ describe.skipIf(cosignVersion() === null || wanted.length === 0)("signing the ha
     for (const image of wanted) {
       const started = Date.now();
       // The image as the engine holds it, copied to the loopback registry (credentials from a 0600 file, never argv).
-      execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", "--authfile", join(auth, "auth.json"), `docker-daemon:slinky-test/${image}:${TAG}`, `docker://${path}/${image}:${TAG}`], {
+      execFileSync("skopeo", ["copy", "--quiet", "--src-daemon-host", ENGINE, "--dest-tls-verify=false", "--authfile", join(auth, "auth.json"), `docker-daemon:slinky-test/${image}:${TAG}`, `docker://${path}/${image}:${TAG}`], {
         env: { ...process.env, DOCKER_HOST: ENGINE },
         stdio: ["ignore", "ignore", "pipe"],
       });
