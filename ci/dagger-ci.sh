@@ -17,10 +17,23 @@ for name in CI_COMMIT_BRANCH CI_COMMIT_SHA CI_DEFAULT_BRANCH CI_PIPELINE_SOURCE 
   [[ -n "${!name:-}" ]] || die "${name} is not set (this job runs in GitLab branch pipelines only)"
 done
 
-# Signing (SIGNING: keyless, key or off). Secrets are passed by name or path only:
+# Signing (SIGNING: auto, keyless, key or off). Secrets are passed by name or path only:
 # the OIDC token (id_tokens) as env:SIGSTORE_ID_TOKEN, the key (a File variable) as
 # file:$COSIGN_PRIVATE_KEY, its password as env:COSIGN_PASSWORD.
-signing="${SIGNING:-keyless}"
+# auto: key-based when a key is set; keyless on gitlab.com (an issuer the public
+# Fulcio trusts) or with a Fulcio of the site's own; otherwise stop before building,
+# since a self-managed GitLab's token would be refused only after the whole build.
+signing="${SIGNING:-auto}"
+if [[ "$signing" == "auto" ]]; then
+  if [[ -n "${COSIGN_PRIVATE_KEY:-}" ]]; then
+    signing=key
+  elif [[ -n "${SIGNING_FULCIO_URL:-}" || "${CI_SERVER_HOST:-}" == "gitlab.com" ]]; then
+    signing=keyless
+  else
+    die "SIGNING=auto: no signing key is set and this GitLab (${CI_SERVER_HOST:-unknown host}) is not an issuer the public Sigstore trusts. Set COSIGN_PRIVATE_KEY (a File variable) and COSIGN_PASSWORD (masked) to sign with a key, SIGNING_FULCIO_URL (and SIGNING_REKOR_URL) for your own Sigstore, or SIGNING=off to publish unsigned images; valid values of SIGNING: auto, keyless, key, off"
+  fi
+  printf 'dagger-ci: SIGNING=auto: signing %s\n' "$signing" >&2
+fi
 sign_args=(--signing "$signing")
 case "$signing" in
   keyless)
@@ -38,7 +51,7 @@ case "$signing" in
     sign_args+=(--signing-key "file:${COSIGN_PRIVATE_KEY}" --signing-password env:COSIGN_PASSWORD)
     ;;
   off) ;;
-  *) die "SIGNING=${signing}: valid values are keyless, key, off" ;;
+  *) die "SIGNING=${signing}: valid values are auto, keyless, key, off" ;;
 esac
 if [[ "$signing" != "off" ]]; then
   [[ -z "${SIGNING_FULCIO_URL:-}" ]] || sign_args+=(--fulcio-url "$SIGNING_FULCIO_URL")

@@ -299,7 +299,7 @@ export const SpdxArgsSchema = z.strictObject({
   platform: z.enum(PLATFORM_NAMES),
   /** The image's manifest digest, when known (the document is attached to it). */
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
-  /** Where the image is pushed (registry/path/image), for its purl. */
+  /** The registry path the images go under (the run's --registry, without the image name), for the image's purl. */
   repository: z.string().optional(),
   packages: z.array(PackageSchema).min(1),
   /** The image's materials (materials.imageMaterials): those with inImage are listed. */

@@ -232,7 +232,7 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     expect(flag(argv, "--flavor")).toBe("ubuntu24.04");
     expect(flag(argv, "--group")).toBe("all");
     expect(flag(argv, "--platforms")).toBe("linux/amd64");
-    // keyless signing by default: the job's id_token by name, the identity and issuer of this job
+    // SIGNING=auto on gitlab.com: keyless, the job's id_token by name, the identity and issuer of this job
     expect(flag(argv, "--signing")).toBe("keyless");
     expect(flag(argv, "--oidc-token")).toBe("env:SIGSTORE_ID_TOKEN");
     expect(flag(argv, "--certificate-identity")).toMatch(/\/example-group\/slinky-containers\/\/\.gitlab-ci\.yml@refs\/heads\/main$/);
@@ -309,8 +309,34 @@ describe("the job, run by gitlab-ci-local (shell executor, stand-in Dagger CLI)"
     }
   }, 90_000);
 
+  it("SIGNING=auto: key when a key is set, keyless on gitlab.com, and on a self-managed GitLab without either a stop before any call", async () => {
+    const selfManaged = await runJob(["--variable", "CI_SERVER_HOST=gitlab.hpc.example", "--variable", "CI_SERVER_URL=https://gitlab.hpc.example"]);
+    expect(selfManaged.r.code).not.toBe(0);
+    expect(selfManaged.log).toMatch(/SIGNING=auto: no signing key is set and this GitLab \(gitlab\.hpc\.example\)/);
+    expect(selfManaged.log).toMatch(/valid values of SIGNING: auto, keyless, key, off/);
+    expect(selfManaged.argv).toEqual([]);
+    const ownFulcio = await runJob([
+      "--variable", "CI_SERVER_HOST=gitlab.hpc.example",
+      "--variable", "SIGNING_FULCIO_URL=https://fulcio.hpc.example",
+    ]);
+    expect(ownFulcio.r.code, ownFulcio.r.stdout + ownFulcio.r.stderr).toBe(0);
+    expect(flag(ownFulcio.argv, "--signing")).toBe("keyless");
+    expect(flag(ownFulcio.argv, "--fulcio-url")).toBe("https://fulcio.hpc.example");
+    const keyFile = join(standIn.dir, "auto-cosign.key");
+    writeFileSync(keyFile, "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\ncanary-auto-key-5c2e\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n");
+    const withKey = await runJob([
+      "--variable", "CI_SERVER_HOST=gitlab.hpc.example",
+      "--variable", `COSIGN_PRIVATE_KEY=${keyFile}`,
+      "--variable", "COSIGN_PASSWORD=canary-auto-password-77d1",
+    ]);
+    expect(withKey.r.code, withKey.r.stdout + withKey.r.stderr).toBe(0);
+    expect(flag(withKey.argv, "--signing")).toBe("key");
+    expect(flag(withKey.argv, "--signing-key")).toBe(`file:${keyFile}`);
+    expect(withKey.argv.join(" ") + withKey.log).not.toMatch(/canary-auto-(key|password)/);
+  }, 240_000);
+
   it("stops before any call when signing lacks what it needs, naming it", async () => {
-    const keyless = await runJob(["--variable", "SIGSTORE_ID_TOKEN="]);
+    const keyless = await runJob(["--variable", "SIGNING=keyless", "--variable", "SIGSTORE_ID_TOKEN="]);
     expect(keyless.r.code).not.toBe(0);
     expect(keyless.log).toMatch(/SIGNING=keyless needs the job's OIDC token SIGSTORE_ID_TOKEN/);
     expect(keyless.argv).toEqual([]);
