@@ -34,16 +34,8 @@ function cacheLine(cached: CachedBuild): string {
   );
 }
 
-type SigningInputs = {
-  signing: string;
-  signingKey?: Secret | undefined;
-  signingPassword?: Secret | undefined;
-  oidcToken?: Secret | undefined;
-  fulcioUrl?: string | undefined;
-  rekorUrl?: string | undefined;
-  certificateIdentity?: string | undefined;
-  certificateOidcIssuer?: string | undefined;
-};
+/** The signing arguments as the command line gives them: the mode still an unchecked string. */
+type SigningInputs = Omit<SigningArgs, "mode"> & { signing: string };
 
 /** The signing inputs that may be given empty (a CI variable left unset). */
 const SIGNING_OPTIONAL = ["fulcioUrl", "rekorUrl", "certificateIdentity", "certificateOidcIssuer"] as const;
