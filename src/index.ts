@@ -3,6 +3,7 @@
  * (Slinky), built from one graph. Slurm is compiled once; every image is a
  * target of that graph.
  */
+import { createHash } from "node:crypto";
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
 import { imageContainer, packagesDirectory, recipeOf } from "./build.js";
 import { scopeOf, summaryRows } from "./cache.js";
@@ -458,7 +459,8 @@ export class SlinkyContainers {
 
   /** What publish, promote and ci share. */
   private async runArgs(args: Omit<EngineRun, "dockerfiles" | "manifest" | "defaultBranch" | "pipelineSource">): Promise<EngineRun> {
-    return { ...args, dockerfiles: this.dockerfiles, manifest: await this.manifest(), defaultBranch: args.branch, pipelineSource: "api" };
+    const { manifest, siteManifestSha256 } = await this.loadedManifest();
+    return { ...args, dockerfiles: this.dockerfiles, manifest, siteManifestSha256, defaultBranch: args.branch, pipelineSource: "api" };
   }
 
   /** The build cache of a local run (reads default-branch and local entries; writes none). */
@@ -489,7 +491,16 @@ export class SlinkyContainers {
 
   /** The pinned manifest, with the site manifest laid over it. */
   private async manifest(): Promise<Manifest> {
-    if (!this.siteManifest) return loadManifest();
-    return loadManifest(parseOverride(await this.siteManifest.contents(), "the --manifest file"));
+    return (await this.loadedManifest()).manifest;
+  }
+
+  /** The manifest, and the sha256 of the site manifest laid over it (for the provenance) when there is one. */
+  private async loadedManifest(): Promise<{ manifest: Manifest; siteManifestSha256?: string }> {
+    if (!this.siteManifest) return { manifest: loadManifest() };
+    const text = await this.siteManifest.contents();
+    return {
+      manifest: loadManifest(parseOverride(text, "the --manifest file")),
+      siteManifestSha256: createHash("sha256").update(text).digest("hex"),
+    };
   }
 }

@@ -69,6 +69,8 @@ export interface EngineRun {
   signing?: SigningArgs;
   /** Promotion alone: check every image's signature and attestations with these before any move. */
   verify?: Omit<VerifyArgs, "reference" | "username" | "password"> | undefined;
+  /** The sha256 of the site manifest (--manifest) laid over the pinned one, for the provenance. */
+  siteManifestSha256?: string | undefined;
   /** CI_PIPELINE_URL and CI_JOB_URL, for the provenance. */
   pipelineUrl?: string | undefined;
   jobUrl?: string | undefined;
@@ -360,6 +362,7 @@ export function documentsOf(
         ...(run.jobUrl ? { jobUrl: run.jobUrl } : {}),
       },
       materials,
+      ...(run.siteManifestSha256 ? { siteManifestSha256: run.siteManifestSha256 } : {}),
       ...(entry ? { cache: { reused: true, entry: entry.ref } } : {}),
       startedOn,
       finishedOn: now,

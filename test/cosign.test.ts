@@ -206,6 +206,14 @@ describe("the documents attested on each digest (pipeline.documentsOf)", () => {
     expect((prov.runDetails as { metadata?: { invocationId?: string } }).metadata?.invocationId).toBe("https://gitlab.example.com/hpc/slinky-containers/-/jobs/777");
     expect(prov.buildDefinition.resolvedDependencies.map((d) => d.uri).join(" ")).toContain("slurm-25.11");
   });
+  it("records the sha256 of a site manifest (--manifest) in the provenance, and nothing of the kind without one", async () => {
+    const { moduleDocuments } = await import("./registry/predicates.js");
+    const site = "ab".repeat(32);
+    const withSite = await moduleDocuments("registry.example.com/hpc/slinky", ["linux/amd64"], [], { siteManifestSha256: site })("slurmd", D, "linux/amd64");
+    const without = await moduleDocuments("registry.example.com/hpc/slinky")("slurmd", D, "linux/amd64");
+    expect(JSON.stringify(withSite.slsaprovenance1)).toContain(`"siteManifest":{"sha256":"${site}"}`);
+    expect(JSON.stringify(without.slsaprovenance1)).not.toContain("siteManifest");
+  });
 });
 
 describe("the report directory of a key-signed run", () => {

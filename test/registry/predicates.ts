@@ -58,8 +58,8 @@ export function documentsRun(registry: string): EngineRun {
 }
 
 /** The module's documents for an image's digest (platform null: the image, or an index). */
-export function moduleDocuments(registry: string, platforms: string[] = ["linux/amd64"], calls: string[][] = []) {
-  const run = documentsRun(registry);
+export function moduleDocuments(registry: string, platforms: string[] = ["linux/amd64"], calls: string[][] = [], overrides: Partial<EngineRun> = {}) {
+  const run = { ...documentsRun(registry), ...overrides };
   const resolved = resolve(manifest, { slurmVersion: "25.11", flavor: "debian13", group: "core", platforms: platforms.join(",") });
   const cached = { plan: null, options: null, packages: null, disabled: "off", warnings: [] } as unknown as CachedBuild;
   return documentsOf(run, resolved, cached, async (_image, platform) => dpkgSpy(OUTPUT[platform] ?? "", calls), "2026-11-29T18:00:00Z");
