@@ -133,6 +133,7 @@ export async function prepareCache(
   resolved: Resolved,
   options: CacheOptions | null,
   log: Logger,
+  lookup: { images: boolean } = { images: true },
 ): Promise<CachedBuild> {
   if (!options) return noCache("no cache registry given, or the cache is switched off");
   // Entries are single-platform images keyed per platform; an index of several is not recorded yet.
@@ -165,7 +166,7 @@ export async function prepareCache(
       registry: options.registry,
       scope: options.scope,
       keys,
-      images: resolved.images.map((i) => i.name),
+      images: lookup.images ? resolved.images.map((i) => i.name) : [],
       maxAgeDays: options.maxAgeDays,
       log,
     });
@@ -187,6 +188,35 @@ export async function prepareCache(
   }
 }
 
+/** The run narrowed to one of its platforms. */
+export function onePlatform(resolved: Resolved, platform: PlatformName): Resolved {
+  return { ...resolved, platforms: [platform] };
+}
+
+/**
+ * The build cache of a ci/publish run, per platform. One platform: the package
+ * set and every image (prepareCache). Several: each platform's package set is
+ * looked up (and later recorded) under its own key, so an unchanged arm64
+ * package set is not cross-compiled again; the images are built, since an
+ * entry is a single-platform image and an index of them is not recorded yet.
+ */
+export async function prepareRunCaches(
+  dockerfiles: Directory,
+  manifest: Manifest,
+  resolved: Resolved,
+  options: CacheOptions | null,
+  log: Logger,
+  prepare: typeof prepareCache = prepareCache,
+): Promise<Map<PlatformName, CachedBuild>> {
+  const several = resolved.platforms.length > 1;
+  const caches = new Map<PlatformName, CachedBuild>();
+  for (const platform of resolved.platforms) {
+    const narrowed = several ? onePlatform(resolved, platform) : resolved;
+    caches.set(platform, await prepare(dockerfiles, manifest, narrowed, options, log, { images: !several }));
+  }
+  return caches;
+}
+
 function authOf(options: CacheOptions): { auth?: PullAuth } {
   return options.username && options.password ? { auth: { username: options.username, password: options.password } } : {};
 }
@@ -197,10 +227,11 @@ export function reusedEntry(cached: CachedBuild, image: string): CacheEntry | nu
   return result?.hit ? result.entry : null;
 }
 
-/** The cache labels a built image carries (its key, scope, build time, parts), or none without a cache. */
+/** The cache labels a built image carries (its key, scope, build time, parts), or none when the cache does not record it. */
 export function cacheLabelsOf(cached: CachedBuild, image: string): Record<string, string> {
   const key = cached.plan?.keys.images[image];
-  if (!cached.plan || !key) return {};
+  // Only an image the cache looked up is recorded (a run of several platforms records none).
+  if (!cached.plan || !key || !(image in cached.plan.images)) return {};
   return entryLabels(key.key, cached.plan.scope, cached.builtAt, encodeParts(key.parts));
 }
 

@@ -13,7 +13,8 @@ import {
   type CachedBuild,
   type CacheOptions,
   cacheLabelsOf,
-  prepareCache,
+  onePlatform,
+  prepareRunCaches,
   reusedContainer,
   reusedEntry,
   writePackages,
@@ -41,7 +42,7 @@ import { dpkgQuery, parseDpkgQuery, spdxDocument } from "./sbom.js";
 import { slsaProvenance } from "./provenance.js";
 import { imageMaterials, MODULE_NAME, moduleVersion } from "./materials.js";
 import { type GroupName, type ImageName, imageSpec } from "./catalog.js";
-import { type CacheReport, renderJson, renderMarkdown, type Report } from "./report.js";
+import { type CacheReport, type PackageSetReport, renderJson, renderMarkdown, type Report } from "./report.js";
 import { smokeScript } from "./smoke.js";
 
 export interface EngineRun {
@@ -155,20 +156,23 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
   const spec = (name: string) => resolved.images.find((i) => i.name === name) as ImageSpec;
   const log = createLogger();
   const cacheStarted = Date.now();
-  const cached = await prepareCache(run.dockerfiles, run.manifest, resolved, stages.push === "build" ? (run.cache ?? null) : null, log);
+  const caches = await prepareRunCaches(run.dockerfiles, run.manifest, resolved, stages.push === "build" ? (run.cache ?? null) : null, log);
   const lookupMs = Date.now() - cacheStarted;
+  const cachedOf = (platform: PlatformName) => caches.get(platform) as CachedBuild;
+  /** The first platform's cache: on a run of several platforms it reuses no image. */
+  const cached = cachedOf(resolved.platforms[0] as PlatformName);
   // Per platform: the package set (built or pulled) and the OS layers, once, before the first image that is built.
-  const recipe = (platform: PlatformName) => recipeOf(run.dockerfiles, run.manifest, resolved, { platform, baseImage: cached.baseImage });
+  const recipe = (platform: PlatformName) => recipeOf(run.dockerfiles, run.manifest, resolved, { platform, baseImage: cachedOf(platform).baseImage });
   const packages = new Map<PlatformName, ReturnType<typeof readyPackages>>();
   const ready = (platform: PlatformName) => {
-    if (!packages.has(platform)) packages.set(platform, readyPackages(recipe(platform), cached.packages));
+    if (!packages.has(platform)) packages.set(platform, readyPackages(recipe(platform), cachedOf(platform).packages));
     return packages.get(platform) as ReturnType<typeof readyPackages>;
   };
   const container = async (name: string, platform: PlatformName = resolved.platforms[0] as PlatformName) =>
     imageContainer(recipe(platform), spec(name), {
       provenance: { revision: run.commitSha, created: run.commitTimestamp },
       packages: await ready(platform),
-      extraLabels: cacheLabelsOf(cached, name),
+      extraLabels: cacheLabelsOf(cachedOf(platform), name),
     });
   /** Every platform's container of an image (one, on a single-platform run). */
   const variants = (name: string) => Promise.all(resolved.platforms.map((platform) => container(name, platform)));
@@ -226,11 +230,12 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
     moveBranchLatest: stages.push === "build",
     log,
   });
-  return withCache(report, await writeCache(run, resolved, cached, report, log), cached, lookupMs);
+  return withCache(report, await writeCache(run, resolved, caches, report, log), caches, lookupMs);
 }
 
 interface CacheWrites {
-  packages: string | null;
+  /** The package set written, per platform. */
+  packages: Map<PlatformName, string>;
   images: Record<string, string>;
   warnings: string[];
   writeMs: number;
@@ -238,40 +243,68 @@ interface CacheWrites {
 
 /**
  * After a run whose images all passed their checks and were pushed: records
- * the images it built (manifest copies into the cache repository) and the
- * package set it built. Failures are warnings.
+ * the images it built (manifest copies into the cache repository) and each
+ * platform's package set it built. Failures are warnings.
  */
-async function writeCache(run: EngineRun, resolved: Resolved, cached: CachedBuild, report: Report, log: Logger): Promise<CacheWrites> {
-  const writes: CacheWrites = { packages: null, images: {}, warnings: [], writeMs: 0 };
-  const plan = cached.plan;
-  if (!plan || !report.ok || report.mode === "build-only") return writes;
+async function writeCache(
+  run: EngineRun,
+  resolved: Resolved,
+  caches: ReadonlyMap<PlatformName, CachedBuild>,
+  report: Report,
+  log: Logger,
+): Promise<CacheWrites> {
+  const writes: CacheWrites = { packages: new Map(), images: {}, warnings: [], writeMs: 0 };
+  if (!report.ok || report.mode === "build-only") return writes;
   const started = Date.now();
-  const client = await cached.client().catch(() => null);
-  if (!client) return writes;
-  for (const row of report.images) {
-    if (reusedEntry(cached, row.image) || !row.digest) continue;
-    const key = plan.keys.images[row.image];
-    if (!key) continue;
-    const source = { ...parseRef(`${run.registry.replace(/\/+$/, "")}/${row.image}`), tag: undefined, digest: row.digest };
-    const written = await writeEntry({ client, source, repository: cacheRepository(plan.registry, row.image), key: key.key, scope: plan.scope, log });
-    if (written.ref) writes.images[row.image] = written.ref;
-    if (written.error) writes.warnings.push(written.error);
-  }
-  if (!plan.packages.hit) {
-    try {
-      writes.packages = await writePackages(cached, run.dockerfiles, run.manifest, resolved);
-    } catch (error) {
-      const text = `cache write of the package set failed: ${(error as Error).message}`;
-      log.warn({}, text);
-      writes.warnings.push(text);
+  for (const [platform, cached] of caches) {
+    const plan = cached.plan;
+    if (!plan) continue;
+    const client = await cached.client().catch(() => null);
+    if (!client) continue;
+    for (const row of report.images) {
+      // Only the images this cache looked up (none on a run of several platforms).
+      if (!(row.image in plan.images) || reusedEntry(cached, row.image) || !row.digest) continue;
+      const key = plan.keys.images[row.image];
+      if (!key) continue;
+      const source = { ...parseRef(`${run.registry.replace(/\/+$/, "")}/${row.image}`), tag: undefined, digest: row.digest };
+      const written = await writeEntry({ client, source, repository: cacheRepository(plan.registry, row.image), key: key.key, scope: plan.scope, log });
+      if (written.ref) writes.images[row.image] = written.ref;
+      if (written.error) writes.warnings.push(written.error);
+    }
+    if (!plan.packages.hit) {
+      try {
+        writes.packages.set(platform, await writePackages(cached, run.dockerfiles, run.manifest, onePlatform(resolved, platform)));
+      } catch (error) {
+        const text = `cache write of the ${platform} package set failed: ${(error as Error).message}`;
+        log.warn({}, text);
+        writes.warnings.push(text);
+      }
     }
   }
   writes.writeMs = Date.now() - started;
   return writes;
 }
 
-/** The report with its build-cache section. */
-function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, lookupMs: number): Report {
+/** One platform's package-set row of the report. */
+function packageSetRow(cached: CachedBuild, written: string | null, platform?: PlatformName): PackageSetReport | null {
+  const plan = cached.plan;
+  if (!plan) return null;
+  return {
+    ...(platform ? { platform } : {}),
+    key: plan.keys.packages.key,
+    hit: plan.packages.hit,
+    from: plan.packages.hit ? plan.packages.entry.ref : null,
+    reason: plan.packages.hit ? null : plan.packages.reason,
+    changed: plan.packages.hit ? null : plan.packages.changed,
+    written,
+  };
+}
+
+/** The report with its build-cache section (one package-set row per platform on a run of several). */
+function withCache(report: Report, writes: CacheWrites, caches: ReadonlyMap<PlatformName, CachedBuild>, lookupMs: number): Report {
+  const all = [...caches.entries()];
+  const [first, cached] = all[0] as [PlatformName, CachedBuild];
+  const several = all.length > 1;
   const plan = cached.plan;
   const section: CacheReport = {
     used: plan !== null,
@@ -281,16 +314,15 @@ function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, loo
     maxAgeDays: plan?.maxAgeDays ?? null,
     lookupMs,
     writeMs: writes.writeMs,
-    packages: plan
+    packages: several ? null : packageSetRow(cached, writes.packages.get(first) ?? null),
+    ...(several
       ? {
-          key: plan.keys.packages.key,
-          hit: plan.packages.hit,
-          from: plan.packages.hit ? plan.packages.entry.ref : null,
-          reason: plan.packages.hit ? null : plan.packages.reason,
-          changed: plan.packages.hit ? null : plan.packages.changed,
-          written: writes.packages,
+          packageSets: all.flatMap(([platform, c]) => {
+            const row = packageSetRow(c, writes.packages.get(platform) ?? null, platform);
+            return row ? [row] : [];
+          }),
         }
-      : null,
+      : {}),
     images: plan
       ? Object.entries(plan.images).map(([image, result]) => ({
           image,
@@ -302,7 +334,7 @@ function withCache(report: Report, writes: CacheWrites, cached: CachedBuild, loo
           written: writes.images[image] ?? null,
         }))
       : [],
-    warnings: [...cached.warnings, ...writes.warnings],
+    warnings: [...new Set([...all.flatMap(([, c]) => c.warnings), ...writes.warnings])],
   };
   // A reused image was neither built nor checked in this run (its entry's run did both).
   const images = report.images.map((row) => (reusedEntry(cached, row.image) ? { ...row, built: null, buildMs: null } : row));

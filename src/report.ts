@@ -108,6 +108,19 @@ export interface RunContext {
 
 export type RunMode = "build-only" | "publish" | "publish-and-promote";
 
+/** One package set in the build cache: hit (from where) or built (why), and what was written. */
+export interface PackageSetReport {
+  /** Set when the run builds several platforms. */
+  platform?: string;
+  key: string;
+  hit: boolean;
+  from: string | null;
+  reason: string | null;
+  /** Inputs that differ from the scope's newest entry, when known. */
+  changed: string[] | null;
+  written: string | null;
+}
+
 /** The registry build cache in a run: what was reused, what was built and why, what was written. */
 export interface CacheReport {
   used: boolean;
@@ -118,15 +131,9 @@ export interface CacheReport {
   maxAgeDays: number | null;
   lookupMs: number;
   writeMs: number;
-  packages: {
-    key: string;
-    hit: boolean;
-    from: string | null;
-    reason: string | null;
-    /** Inputs that differ from the scope's newest entry, when known. */
-    changed: string[] | null;
-    written: string | null;
-  } | null;
+  packages: PackageSetReport | null;
+  /** A run of several platforms: each platform's package set (then `packages` is null and every image is built). */
+  packageSets?: PackageSetReport[];
   images: {
     image: string;
     key: string;
@@ -328,9 +335,9 @@ export function renderCache(cache: CacheReport): string[] {
     );
     const why = (reason: string | null, changed: string[] | null) =>
       cell(changed && changed.length > 0 ? `changed: ${changed.join(", ")}` : (reason ?? "-"));
-    const p = cache.packages;
-    if (p) {
-      lines.push(`| package set | \`${p.key.slice(0, 12)}\` | ${p.hit ? "hit" : "miss"} | ${p.hit ? `\`${p.from}\`` : why(p.reason, p.changed)} |`);
+    for (const p of [...(cache.packages ? [cache.packages] : []), ...(cache.packageSets ?? [])]) {
+      const what = p.platform ? `package set (${p.platform})` : "package set";
+      lines.push(`| ${what} | \`${p.key.slice(0, 12)}\` | ${p.hit ? "hit" : "miss"} | ${p.hit ? `\`${p.from}\`` : why(p.reason, p.changed)} |`);
     }
     for (const i of cache.images) {
       lines.push(

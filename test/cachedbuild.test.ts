@@ -1,7 +1,7 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
 import { CACHE_LABELS, scopeOf } from "../src/cache.js";
-import { type CachedBuild, cacheLabelsOf, cacheOptions, noCache, packagesEntry, prepareCache, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { type CachedBuild, cacheLabelsOf, cacheOptions, noCache, packagesEntry, prepareCache, prepareRunCaches, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
 import { createLogger } from "../src/log.js";
 import { loadManifest } from "../src/manifest.js";
 import { resolve } from "../src/plan.js";
@@ -116,6 +116,83 @@ describe("a run of several platforms", () => {
     const cached = await prepareCache(dag.directory(), manifest, resolved, options, createLogger());
     expect(cached.plan).toBeNull();
     expect(cached.disabled).toBe("the build cache holds single-platform images; this run builds linux/amd64, linux/arm64");
+  });
+});
+
+describe("a ci run of several platforms (prepareRunCaches)", () => {
+  const manifest = loadManifest();
+  const options = cacheOptions({ registry: "r.example/p/cache", scope });
+  const recording = () => {
+    const calls: { platforms: readonly string[]; images: boolean }[] = [];
+    const prepare: typeof prepareCache = async (_d, _m, resolved, _o, _l, lookup = { images: true }) => {
+      calls.push({ platforms: resolved.platforms, images: lookup.images });
+      return noCache(`stand-in for ${resolved.platforms.join(",")}`);
+    };
+    return { calls, prepare };
+  };
+
+  it("looks up each platform's package set under that platform alone, and no image (an index entry is not recorded)", async () => {
+    const resolved = resolve(manifest, { group: "core", platforms: "linux/amd64,linux/arm64" });
+    const { calls, prepare } = recording();
+    const caches = await prepareRunCaches(dag.directory(), manifest, resolved, options, createLogger(), prepare);
+    expect(calls).toEqual([
+      { platforms: ["linux/amd64"], images: false },
+      { platforms: ["linux/arm64"], images: false },
+    ]);
+    expect([...caches.keys()]).toEqual(["linux/amd64", "linux/arm64"]);
+    expect(caches.get("linux/arm64")?.disabled).toBe("stand-in for linux/arm64");
+  });
+
+  it("keeps a single-platform run as it was: the package set and every image", async () => {
+    const resolved = resolve(manifest, { group: "core", platforms: "linux/arm64" });
+    const { calls, prepare } = recording();
+    await prepareRunCaches(dag.directory(), manifest, resolved, options, createLogger(), prepare);
+    expect(calls).toEqual([{ platforms: ["linux/arm64"], images: true }]);
+  });
+
+  it("labels only the images the cache looked up (none on a run of several platforms)", () => {
+    const key = { key: "k".repeat(64), parts: {} };
+    const plan = { registry: "r.example/p/cache", scope, maxAgeDays: 7, keys: { packages: key, images: { slurmd: key } }, packages: { hit: false }, images: {} };
+    const packagesOnly = { ...noCache("unused"), disabled: null, plan } as unknown as CachedBuild;
+    expect(cacheLabelsOf(packagesOnly, "slurmd")).toEqual({});
+    const withImage = { ...packagesOnly, plan: { ...plan, images: { slurmd: { hit: false } } } } as unknown as CachedBuild;
+    expect(Object.keys(cacheLabelsOf(withImage, "slurmd"))).toContain(CACHE_LABELS.key);
+  });
+
+  it("reports one package-set row per platform", () => {
+    const row = (platform: string, hit: boolean) => ({
+      platform,
+      key: (hit ? "a" : "b").repeat(64),
+      hit,
+      from: hit ? `r.example/p/cache/packages@sha256:${platform === "linux/arm64" ? "2" : "1"}` : null,
+      reason: hit ? null : "no entry",
+      changed: hit ? null : ["arg:SLURM_SHA256"],
+      written: hit ? null : "r.example/p/cache/packages:b-d@sha256:3",
+    });
+    const md = renderMarkdown({
+      ...({} as Report),
+      schemaVersion: 1,
+      ok: true,
+      mode: "publish",
+      summary: "s",
+      context: { branch: "main", commitSha: "a1b2c3d4", defaultBranch: "main", pipelineSource: "push", registry: "r.example/p", slurmVersion: "25.11", flavor: "debian13", group: "core" },
+      tags: null,
+      images: [],
+      promotion: null,
+      errors: [],
+      startedAt: "",
+      finishedAt: "",
+      durationMs: 0,
+      cache: {
+        used: true, disabled: null, registry: "r.example/p/cache", scope: "default", maxAgeDays: 7, lookupMs: 0, writeMs: 0,
+        packages: null,
+        packageSets: [row("linux/amd64", false), row("linux/arm64", true)],
+        images: [],
+        warnings: [],
+      },
+    });
+    expect(md).toContain("| package set (linux/amd64) | `bbbbbbbbbbbb` | miss | changed: arg:SLURM_SHA256 |");
+    expect(md).toContain("| package set (linux/arm64) | `aaaaaaaaaaaa` | hit | `r.example/p/cache/packages@sha256:2` |");
   });
 });
 
