@@ -62,9 +62,9 @@ export interface PullAuth {
 /** Where the package set comes from: built here, or a cache entry by digest (ref@sha256:...). */
 export type PackagesSource = { kind: "build" } | { kind: "cached"; ref: string; auth?: PullAuth };
 
-/** An image pulled by digest, with the registry's credentials when it needs them. */
-export function pulled(ref: string, auth?: PullAuth): Container {
-  const base = dag.container();
+/** An image pulled by digest (as the platform given, when given), with the registry's credentials when it needs them. */
+export function pulled(ref: string, auth?: PullAuth, platform?: PlatformName): Container {
+  const base = platform ? dag.container({ platform: platform as Platform }) : dag.container();
   const host = ref.split("/")[0] as string;
   return (auth ? base.withRegistryAuth(host, auth.username, auth.password) : base).from(ref);
 }
@@ -76,7 +76,8 @@ export function packagesContainer(r: Recipe): Container {
 
 /** The package set's files (slurm/, pyxis/), built or pulled by digest from the build cache. */
 export function packagesDirectory(r: Recipe, source: PackagesSource = { kind: "build" }): Directory {
-  if (source.kind === "cached") return pulled(source.ref, source.auth).rootfs();
+  // The entry is one platform's image: pulled as that platform, not the engine's.
+  if (source.kind === "cached") return pulled(source.ref, source.auth, r.platform).rootfs();
   return packagesContainer(r).rootfs();
 }
 

@@ -235,9 +235,9 @@ export function cacheLabelsOf(cached: CachedBuild, image: string): Record<string
   return entryLabels(key.key, cached.plan.scope, cached.builtAt, encodeParts(key.parts));
 }
 
-/** A reused image as a container (pulled by digest, with the cache's credentials), for `build` and `test`. */
-export function reusedContainer(entry: CacheEntry, options: CacheOptions | null = null): Container {
-  return pulled(entry.ref, options ? authOf(options).auth : undefined);
+/** A reused image as a container (pulled by digest as its platform, with the cache's credentials), for `build` and `test`. */
+export function reusedContainer(entry: CacheEntry, options: CacheOptions | null, platform: PlatformName): Container {
+  return pulled(entry.ref, options ? authOf(options).auth : undefined, platform);
 }
 
 /** One image of a local run on one platform: the entry it reuses, or the image built. */
@@ -269,7 +269,7 @@ export async function forEachRunImage<T>(
     const outcomes = await forEachImage(resolved.images, (image) => {
       const entry = reusedEntry(cached, image.name);
       const container = entry
-        ? reusedContainer(entry, cached.options)
+        ? reusedContainer(entry, cached.options, platform)
         : imageContainer(r, image, { packages });
       return work({ image, platform, entry, container });
     });

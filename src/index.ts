@@ -14,7 +14,7 @@ import { checkInputs, InvalidInputError } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
-import { sortPlatforms } from "./platform.js";
+import { type PlatformName, sortPlatforms } from "./platform.js";
 import { type SigningArgs, verifyInEngine } from "./cosign.js";
 import { signingProblems } from "./inputs.js";
 import type { SigningMode } from "./signing.js";
@@ -106,7 +106,7 @@ export class SlinkyContainers {
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, image, platforms: platform });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const entry = reusedEntry(cached, image);
-    if (entry) return reusedContainer(entry, cached.options);
+    if (entry) return reusedContainer(entry, cached.options, resolved.platforms[0] as PlatformName);
     const r = recipeOf(this.dockerfiles, manifest, resolved, { baseImage: cached.baseImage });
     return imageContainer(r, imageSpec(image), { packages: packagesDirectory(r, cached.packages) });
   }

@@ -361,7 +361,7 @@ export function documentsOf(
     const chosen = platform ?? (resolved.platforms[0] as PlatformName);
     const spec = imageSpec(image);
     const entry = reusedEntry(cached, image);
-    const container = entry ? reusedContainer(entry, cached.options) : await containerOf(image, chosen);
+    const container = entry ? reusedContainer(entry, cached.options, chosen) : await containerOf(image, chosen);
     const materials = imageMaterials(run.manifest, resolved, spec, chosen, baseDigest && !resolved.flavor.baseDigest ? { baseDigest } : {});
     const now = new Date().toISOString();
     const spdxjson = spdxDocument({

@@ -85,6 +85,7 @@ describe("the package set in the images' build context", () => {
     const packages = packagesDirectory(recipeOf(dag.directory(), manifest, resolved), { kind: "cached", ref });
     const query = queryOf(packages);
     expect(query.map((s) => s.operation)).toEqual(["container", "from", "rootfs"]);
+    expect(query[0]!.args).toEqual({ platform: "linux/amd64" });
     expect(query[1]!.args).toEqual({ address: ref });
   });
 
@@ -149,6 +150,9 @@ describe("one platform's build", () => {
     const packages = packagesDirectory(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }));
     const [packageSet] = dockerBuilds(packages);
     expect([packageSet?.target, packageSet?.platform]).toEqual(["packages", "linux/arm64"]);
+    const ref = `registry.example.com/slinky/cache/packages@sha256:${"c".repeat(64)}`;
+    const cachedArm = queryOf(packagesDirectory(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }), { kind: "cached", ref }));
+    expect(cachedArm[0]).toEqual({ operation: "container", args: { platform: "linux/arm64" } });
     for (const layer of osLayers(recipeOf(dag.directory(), manifest, resolved, { platform: "linux/arm64" }))) {
       expect(dockerBuilds(layer).map((b) => b.platform)).toEqual(["linux/arm64"]);
     }

@@ -36,10 +36,11 @@ describe("a run without the cache", () => {
     expect(cached.disabled).toBe("switched off");
   });
 
-  it("a reused image is the entry pulled by digest", () => {
+  it("a reused image is the entry pulled by digest, as its platform", () => {
     const ref = `r.example/p/cache/slurmd@sha256:${"d".repeat(64)}`;
-    const query = queryOf(reusedContainer({ ref, digest: "", tag: "", scope: "default", built: "" }));
+    const query = queryOf(reusedContainer({ ref, digest: "", tag: "", scope: "default", built: "" }, null, "linux/arm64"));
     expect(query.map((s) => s.operation)).toEqual(["container", "from"]);
+    expect(query[0]!.args).toEqual({ platform: "linux/arm64" });
     expect(query[1]!.args).toEqual({ address: ref });
   });
 });
