@@ -20,13 +20,13 @@ import {
   CONTAINER_PATHS,
   type CosignRunner,
   dockerConfig,
-  PUBLIC_REKOR,
   publicKeyArgs,
   renderVerification,
   type Signer,
   type SigningMode,
   signerOf,
   type Verifier,
+  verifierOf,
   verifyReference,
 } from "./signing.js";
 import { parseRef } from "./registry.js";
@@ -124,12 +124,15 @@ export interface VerifyArgs {
   password?: Secret | undefined;
 }
 
-/** The verifier of `verify`'s (or promote's) arguments: the public key given, else the certificate identity and issuer. */
-export function verifierFromArgs(a: Omit<VerifyArgs, "reference">): Verifier {
-  const rekor = a.rekorUrl && a.rekorUrl !== "off" ? a.rekorUrl : null;
-  return a.mode === "key"
-    ? { kind: "key", rekorUrl: rekor }
-    : { kind: "keyless", rekorUrl: rekor ?? PUBLIC_REKOR, certificateIdentity: a.certificateIdentity ?? "", certificateOidcIssuer: a.certificateOidcIssuer ?? "" };
+/**
+ * The verifier of checked arguments (a run's signing, or `verify`'s and
+ * promote's): the transparency log as signing uses it (signerOf), and for
+ * keyless the certificate identity and issuer.
+ */
+export function verifierFromArgs(a: Pick<VerifyArgs, "mode" | "rekorUrl" | "certificateIdentity" | "certificateOidcIssuer">): Verifier {
+  const signer = signerOf(a.mode, { rekorUrl: a.rekorUrl });
+  if (!signer) throw new Error("nothing to verify: signing is off");
+  return verifierOf(signer, { certificateIdentity: a.certificateIdentity ?? "", certificateOidcIssuer: a.certificateOidcIssuer ?? "" });
 }
 
 /** A CosignRunner that verifies only (no signing secrets), with the registry's credentials when given. */

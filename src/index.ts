@@ -10,13 +10,12 @@ import { scopeOf, summaryRows } from "./cache.js";
 import { type CachedBuild, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
 import { createLogger } from "./log.js";
 import { imageSpec } from "./catalog.js";
-import { checkInputs, InvalidInputError } from "./inputs.js";
+import { checkInputs, InvalidInputError, keylessVerifierProblems, signingProblems } from "./inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
 import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
 import { type PlatformName, sortPlatforms } from "./platform.js";
 import { type SigningArgs, verifyInEngine } from "./cosign.js";
-import { signingProblems } from "./inputs.js";
 import type { SigningMode } from "./signing.js";
 
 /** " (linux/arm64)" after an image's name when a run builds several platforms. */
@@ -287,7 +286,7 @@ export class SlinkyContainers {
     checkInputs(
       { registry, branch, commitSha, commitTimestamp, username, slurmVersion, flavor, group, platforms, ...signingFields(sign) },
       ["commitTimestamp", "username"],
-      signingProblems(sign, { signingKey: !!signingKey, signingPassword: !!signingPassword, oidcToken: !!oidcToken }),
+      signingProblems(sign),
     );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     return outcome(await engineRun({ ...run, signing: signingArgs(sign) }, { check: false, push: "build", promote: false }));
@@ -333,7 +332,7 @@ export class SlinkyContainers {
       { registry, branch, defaultBranch, commitSha, username, slurmVersion, flavor, group, certificateIdentity, certificateOidcIssuer, rekorUrl },
       ["username"],
       verifying && !publicKey
-        ? signingProblems({ signing: "keyless", rekorUrl, certificateIdentity, certificateOidcIssuer }, { signingKey: false, signingPassword: false, oidcToken: true })
+        ? keylessVerifierProblems({ rekorUrl, certificateIdentity, certificateOidcIssuer })
         : [],
     );
     if (branch !== defaultBranch) {
@@ -408,7 +407,7 @@ export class SlinkyContainers {
     checkInputs(
       { branch, commitSha, defaultBranch, pipelineSource, registry, username, slurmVersion, flavor, group, commitTimestamp, platforms, pipelineUrl, jobUrl, ...signingFields(sign) },
       [...(branch === "" ? (["branch", "registry"] as const) : []), "username", "commitTimestamp", "pipelineUrl", "jobUrl", ...SIGNING_OPTIONAL],
-      branch === "" ? [] : signingProblems(sign, { signingKey: !!signingKey, signingPassword: !!signingPassword, oidcToken: !!oidcToken }),
+      branch === "" ? [] : signingProblems(sign),
     );
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     const cache = cacheOptions({
@@ -452,7 +451,7 @@ export class SlinkyContainers {
     checkInputs(
       fields,
       [],
-      publicKey ? [] : signingProblems({ signing: "keyless", rekorUrl, certificateIdentity, certificateOidcIssuer }, { signingKey: false, signingPassword: false, oidcToken: true }),
+      publicKey ? [] : keylessVerifierProblems({ rekorUrl, certificateIdentity, certificateOidcIssuer }),
     );
     return verifyInEngine(await this.manifest(), { reference, mode, publicKey, certificateIdentity, certificateOidcIssuer, rekorUrl, username, password });
   }

@@ -257,37 +257,51 @@ export function checkInputs(inputs: Inputs, optional: readonly FieldName[] = [],
   if (errors.length > 1) throw new InvalidInputsError(errors);
 }
 
-/** Which signing secrets a call was given (their values are never looked at here). */
-export interface SigningSecrets {
-  signingKey: boolean;
-  signingPassword: boolean;
-  oidcToken: boolean;
+/**
+ * What a signing mode needs besides its own fields: key-based a private key
+ * and its password, keyless an OIDC token and what keyless verification
+ * needs (keylessVerifierProblems). The secrets are only looked at for being
+ * given: their values are never read or shown. Errors name the missing
+ * argument and how to give it.
+ */
+export function signingProblems(inputs: {
+  signing?: string;
+  signingKey?: unknown;
+  signingPassword?: unknown;
+  oidcToken?: unknown;
+  rekorUrl?: string;
+  certificateIdentity?: string;
+  certificateOidcIssuer?: string;
+}): InvalidInputError[] {
+  const mode = inputs.signing ?? "off";
+  const problems: InvalidInputError[] = [];
+  if (mode === "key") {
+    if (!inputs.signingKey) problems.push(missing("signing key", "a cosign private key as a Secret, e.g. --signing-key file:cosign.key (GitLab: a File variable)", "key-based signing needs the private key"));
+    if (!inputs.signingPassword) problems.push(missing("signing password", "the key's password as a Secret, e.g. --signing-password env:COSIGN_PASSWORD", "key-based signing needs the key's password"));
+  }
+  if (mode === "keyless") {
+    if (!inputs.oidcToken) problems.push(missing("OIDC token", "the job's id_token (aud sigstore) as a Secret, e.g. --oidc-token env:SIGSTORE_ID_TOKEN", "keyless signing needs an OIDC identity token"));
+    problems.push(...keylessVerifierProblems(inputs));
+  }
+  return problems;
 }
 
 /**
- * What a signing mode needs besides its own fields: key-based a private key
- * and its password, keyless an OIDC token, no transparency log "off", and a
- * certificate identity and issuer to verify with. Errors name the missing
- * argument and how to give it; a secret's value is never shown.
+ * What checking a keyless signature needs (ci after signing, promote and
+ * verify with a certificate identity): a transparency log (not "off"), the
+ * certificate identity and its OIDC issuer.
  */
-export function signingProblems(
-  inputs: { signing?: string; rekorUrl?: string; certificateIdentity?: string; certificateOidcIssuer?: string },
-  given: SigningSecrets,
-): InvalidInputError[] {
-  const mode = inputs.signing ?? "off";
+export function keylessVerifierProblems(inputs: { rekorUrl?: string; certificateIdentity?: string; certificateOidcIssuer?: string }): InvalidInputError[] {
   const problems: InvalidInputError[] = [];
-  const missing = (field: string, valid: string, why: string) => problems.push(new InvalidInputError(field, "(not given)", [valid], why));
-  if (mode === "key") {
-    if (!given.signingKey) missing("signing key", "a cosign private key as a Secret, e.g. --signing-key file:cosign.key (GitLab: a File variable)", "key-based signing needs the private key");
-    if (!given.signingPassword) missing("signing password", "the key's password as a Secret, e.g. --signing-password env:COSIGN_PASSWORD", "key-based signing needs the key's password");
-  }
-  if (mode === "keyless") {
-    if (!given.oidcToken) missing("OIDC token", "the job's id_token (aud sigstore) as a Secret, e.g. --oidc-token env:SIGSTORE_ID_TOKEN", "keyless signing needs an OIDC identity token");
-    if (inputs.rekorUrl === "off") problems.push(new InvalidInputError("Rekor URL", "off", [`an http(s) URL of a Rekor, e.g. ${PUBLIC_REKOR}`], "keyless signing needs a transparency log"));
-    if (!inputs.certificateIdentity) missing("certificate identity", "the job's identity, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/$CI_COMMIT_BRANCH", "keyless verification needs the signer's identity");
-    if (!inputs.certificateOidcIssuer) missing("certificate OIDC issuer", `the issuer URL, e.g. ${GITLAB_ISSUER} ($CI_SERVER_URL)`, "keyless verification needs the token's issuer");
-  }
+  if (inputs.rekorUrl === "off") problems.push(new InvalidInputError("Rekor URL", "off", [`an http(s) URL of a Rekor, e.g. ${PUBLIC_REKOR}`], "keyless signing needs a transparency log"));
+  if (!inputs.certificateIdentity) problems.push(missing("certificate identity", "the job's identity, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/$CI_COMMIT_BRANCH", "keyless verification needs the signer's identity"));
+  if (!inputs.certificateOidcIssuer) problems.push(missing("certificate OIDC issuer", `the issuer URL, e.g. ${GITLAB_ISSUER} ($CI_SERVER_URL)`, "keyless verification needs the token's issuer"));
   return problems;
+}
+
+/** A required argument that was not given. */
+function missing(field: string, valid: string, why: string): InvalidInputError {
+  return new InvalidInputError(field, "(not given)", [valid], why);
 }
 
 /** A checked --platforms list (or --platform), as platform names in the order given. */

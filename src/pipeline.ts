@@ -19,7 +19,6 @@ import {
   reusedEntry,
   writePackages,
 } from "./cachedbuild.js";
-import type { ImageSpec } from "./catalog.js";
 import { createLogger, type Logger } from "./log.js";
 import type { Manifest } from "./manifest.js";
 import type { PlatformName } from "./platform.js";
@@ -37,11 +36,11 @@ import {
 } from "./cosign.js";
 import { parseRef, RegistryClient } from "./registry.js";
 import { runCi, type Signing } from "./release.js";
-import { CONTAINER_PATHS, type Predicates, signTarget, verifiedOrWhy, verifierOf } from "./signing.js";
+import { CONTAINER_PATHS, type Predicates, signTarget, verifiedOrWhy } from "./signing.js";
 import { dpkgQuery, parseDpkgQuery, spdxDocument } from "./sbom.js";
 import { slsaProvenance } from "./provenance.js";
 import { imageMaterials, MODULE_NAME, moduleVersion } from "./materials.js";
-import { type GroupName, type ImageName, imageSpec } from "./catalog.js";
+import { type GroupName, type ImageName, type ImageSpec, imageSpec } from "./catalog.js";
 import { type CacheReport, type PackageSetReport, renderJson, renderMarkdown, type Report } from "./report.js";
 import { smokeScript } from "./smoke.js";
 
@@ -89,10 +88,7 @@ export async function engineSigning(run: EngineRun, documents: DocumentsFn): Pro
   const args = run.signing;
   const signer = args ? signerFromArgs(args) : null;
   if (!args || !signer) return undefined;
-  const verifier = verifierOf(
-    signer,
-    signer.kind === "keyless" ? { certificateIdentity: args.certificateIdentity ?? "", certificateOidcIssuer: args.certificateOidcIssuer ?? "" } : undefined,
-  );
+  const verifier = verifierFromArgs(args);
   const publicKey = signer.kind === "key" ? derivedPublicKey(run.manifest, args) : undefined;
   const registryAuth = dockerConfigSecret(registryHost(run.registry), run.username, await run.password.plaintext());
   const base = cosignContainer(run.manifest, args, registryAuth, publicKey);
