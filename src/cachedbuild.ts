@@ -56,11 +56,45 @@ export function directoryContext(dir: Directory): ContextReader {
     const nested = await Promise.all(names.map((name) => walk(`${path}/${name}`, depth + 1)));
     return nested.flat();
   };
+  // Each walk and each file asked of the engine once, however many targets and platforms read it.
+  const walks = new Map<string, Promise<string[]>>();
+  const reads = new Map<string, Promise<Uint8Array>>();
   return {
-    files: (source) => walk(source.replace(/\/+$/, ""), 0),
-    async read(path) {
-      return Buffer.from(await dir.file(path).contents(), "utf8");
-    },
+    files: (source) => remembered(walks, source, () => walk(source.replace(/\/+$/, ""), 0)),
+    read: (path) => remembered(reads, path, async () => Buffer.from(await dir.file(path).contents(), "utf8")),
+  };
+}
+
+function remembered<T>(memo: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let value = memo.get(key);
+  if (!value) memo.set(key, (value = make()));
+  return value;
+}
+
+/**
+ * What a run's cache lookups share across its platforms, each asked once:
+ * the registry client, the recipe as read for the keys, the base image's
+ * digest and the engine's own platform.
+ */
+export interface CacheSession {
+  client(): Promise<RegistryClient>;
+  readonly context: ContextReader;
+  baseDigest(): Promise<string>;
+  buildPlatform(): Promise<string>;
+}
+
+/** A run's cache session (lazy: nothing is asked until a lookup needs it). */
+export function cacheSession(dockerfiles: Directory, resolved: Resolved, options: CacheOptions, log: Logger): CacheSession {
+  const once = <T>(make: () => Promise<T>) => {
+    let value: Promise<T> | undefined;
+    return () => (value ??= make());
+  };
+  return {
+    client: once(async () => new RegistryClient({ username: options.username, password: options.password ? await options.password.plaintext() : undefined, logger: log })),
+    context: directoryContext(recipeDirectory(dockerfiles, resolved)),
+    baseDigest: once(() => resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest)),
+    // The package set compiles on the engine's own platform (cross-compiled when it is not the target's).
+    buildPlatform: once(() => dag.defaultPlatform()),
   };
 }
 
@@ -133,36 +167,27 @@ export async function prepareCache(
   resolved: Resolved,
   options: CacheOptions | null,
   log: Logger,
-  lookup: { images: boolean } = { images: true },
+  lookup: { images: boolean; session?: CacheSession } = { images: true },
 ): Promise<CachedBuild> {
   if (!options) return noCache("no cache registry given, or the cache is switched off");
   // Entries are single-platform images keyed per platform; an index of several is not recorded yet.
   if (resolved.platforms.length > 1) return noCache(`the build cache holds single-platform images; this run builds ${resolved.platforms.join(", ")}`);
   const platform = resolved.platforms[0];
-  let client: Promise<RegistryClient> | undefined;
-  const getClient = () => {
-    client ??= (options.password ? options.password.plaintext() : Promise.resolve(undefined)).then(
-      (password) => new RegistryClient({ username: options.username, password, logger: log }),
-    );
-    return client;
-  };
+  const session = lookup.session ?? cacheSession(dockerfiles, resolved, options, log);
   try {
-    const baseDigest = await resolveBaseDigest(resolved.flavor.baseImage, resolved.flavor.baseDigest);
+    const baseDigest = await session.baseDigest();
     const baseImage = resolved.flavor.baseDigest ? undefined : `${resolved.flavor.baseImage}@${baseDigest}`;
-    const args = buildArgs(manifest, resolved, platform, baseImage);
-    // The package set compiles on the engine's own platform (cross-compiled when it is not the target's).
-    const buildPlatform = await dag.defaultPlatform();
     const keys = await runKeys({
       manifest,
       resolved,
-      context: directoryContext(recipeDirectory(dockerfiles, resolved)),
-      buildArgs: args,
+      context: session.context,
+      buildArgs: buildArgs(manifest, resolved, platform, baseImage),
       baseDigest,
       platform,
-      buildPlatform,
+      buildPlatform: await session.buildPlatform(),
     });
     const plan = await planCache({
-      client: await getClient(),
+      client: await session.client(),
       registry: options.registry,
       scope: options.scope,
       keys,
@@ -179,7 +204,7 @@ export async function prepareCache(
       baseImage,
       packages: plan.packages.hit ? { kind: "cached", ref: plan.packages.entry.ref, ...authOf(options) } : { kind: "build" },
       builtAt: new Date().toISOString(),
-      client: getClient,
+      client: session.client,
     };
   } catch (error) {
     const why = `build cache not used: ${(error as Error).message}`;
@@ -199,6 +224,7 @@ export function onePlatform(resolved: Resolved, platform: PlatformName): Resolve
  * looked up (and later recorded) under its own key, so an unchanged arm64
  * package set is not cross-compiled again; the images are built, since an
  * entry is a single-platform image and an index of them is not recorded yet.
+ * The platforms share one cache session (client, recipe reads, base digest).
  */
 export async function prepareRunCaches(
   dockerfiles: Directory,
@@ -209,10 +235,11 @@ export async function prepareRunCaches(
   prepare: typeof prepareCache = prepareCache,
 ): Promise<Map<PlatformName, CachedBuild>> {
   const several = resolved.platforms.length > 1;
+  const session = options ? cacheSession(dockerfiles, resolved, options, log) : undefined;
   const caches = new Map<PlatformName, CachedBuild>();
   for (const platform of resolved.platforms) {
     const narrowed = several ? onePlatform(resolved, platform) : resolved;
-    caches.set(platform, await prepare(dockerfiles, manifest, narrowed, options, log, { images: !several }));
+    caches.set(platform, await prepare(dockerfiles, manifest, narrowed, options, log, { images: !several, ...(session ? { session } : {}) }));
   }
   return caches;
 }

@@ -1,7 +1,7 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
 import { CACHE_LABELS, scopeOf } from "../src/cache.js";
-import { type CachedBuild, cacheLabelsOf, cacheOptions, noCache, packagesEntry, prepareCache, prepareRunCaches, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
+import { type CachedBuild, cacheLabelsOf, cacheOptions, directoryContext, noCache, packagesEntry, prepareCache, prepareRunCaches, reusedContainer, reusedEntry } from "../src/cachedbuild.js";
 import { createLogger } from "../src/log.js";
 import { loadManifest } from "../src/manifest.js";
 import { resolve } from "../src/plan.js";
@@ -125,17 +125,22 @@ describe("a ci run of several platforms (prepareRunCaches)", () => {
   const options = cacheOptions({ registry: "r.example/p/cache", scope });
   const recording = () => {
     const calls: { platforms: readonly string[]; images: boolean }[] = [];
+    const sessions: unknown[] = [];
     const prepare: typeof prepareCache = async (_d, _m, resolved, _o, _l, lookup = { images: true }) => {
       calls.push({ platforms: resolved.platforms, images: lookup.images });
+      sessions.push(lookup.session);
       return noCache(`stand-in for ${resolved.platforms.join(",")}`);
     };
-    return { calls, prepare };
+    return { calls, sessions, prepare };
   };
 
   it("looks up each platform's package set under that platform alone, and no image (an index entry is not recorded)", async () => {
     const resolved = resolve(manifest, { group: "core", platforms: "linux/amd64,linux/arm64" });
-    const { calls, prepare } = recording();
+    const { calls, sessions, prepare } = recording();
     const caches = await prepareRunCaches(dag.directory(), manifest, resolved, options, createLogger(), prepare);
+    // One client, one read of the recipe, one base digest for both platforms.
+    expect(sessions[0]).toBeDefined();
+    expect(sessions[1]).toBe(sessions[0]);
     expect(calls).toEqual([
       { platforms: ["linux/amd64"], images: false },
       { platforms: ["linux/arm64"], images: false },
@@ -149,6 +154,21 @@ describe("a ci run of several platforms (prepareRunCaches)", () => {
     const { calls, prepare } = recording();
     await prepareRunCaches(dag.directory(), manifest, resolved, options, createLogger(), prepare);
     expect(calls).toEqual([{ platforms: ["linux/arm64"], images: true }]);
+  });
+
+  it("reads each recipe file and walks each folder of the engine once, however often the keys ask", async () => {
+    const asked: string[] = [];
+    const dir = {
+      file: (path: string) => ({ contents: async () => (asked.push(`read ${path}`), "FROM scratch\n") }),
+      exists: async (path: string, o: { expectedType: string }) => (asked.push(`exists ${path} ${o.expectedType}`), o.expectedType === "REGULAR_TYPE"),
+    } as unknown as Parameters<typeof directoryContext>[0];
+    const context = directoryContext(dir);
+    for (let i = 0; i < 3; i++) {
+      expect(Buffer.from(await context.read("Dockerfile")).toString()).toBe("FROM scratch\n");
+      expect(await context.files("Dockerfile")).toEqual(["Dockerfile"]);
+    }
+    expect(asked.filter((a) => a.startsWith("read"))).toEqual(["read Dockerfile"]);
+    expect(asked.filter((a) => a.startsWith("exists"))).toHaveLength(1);
   });
 
   it("labels only the images the cache looked up (none on a run of several platforms)", () => {
