@@ -363,29 +363,23 @@ export async function runKeys(input: RunKeyInput): Promise<RunKeys> {
   const decoder = new TextDecoder();
   const read = async (name: string) => decoder.decode(await input.context.read(name));
   const [packagesFile, imagesFile] = await Promise.all([read("Dockerfile.packages"), read("Dockerfile")]);
-  const packages = await computeKey({
-    dockerfileName: "Dockerfile.packages",
-    dockerfile: packagesFile,
-    target: PACKAGES_TARGET,
+  // What every key of the run is computed from besides its own Dockerfile and target.
+  const shared = {
     context: input.context,
     buildArgs: input.buildArgs,
     baseDigest: input.baseDigest,
     ...(input.buildBaseDigest === undefined ? {} : { buildBaseDigest: input.buildBaseDigest }),
     platform: input.platform ?? PLATFORM,
     buildPlatform: input.buildPlatform ?? PLATFORM,
-  });
+  };
+  const packages = await computeKey({ ...shared, dockerfileName: "Dockerfile.packages", dockerfile: packagesFile, target: PACKAGES_TARGET });
   const images: Record<string, Key> = {};
   for (const image of input.resolved.images) {
     images[image.name] = await computeKey({
+      ...shared,
       dockerfileName: "Dockerfile",
       dockerfile: imagesFile,
       target: image.target,
-      context: input.context,
-      buildArgs: input.buildArgs,
-      baseDigest: input.baseDigest,
-      ...(input.buildBaseDigest === undefined ? {} : { buildBaseDigest: input.buildBaseDigest }),
-      platform: input.platform ?? PLATFORM,
-      buildPlatform: input.buildPlatform ?? PLATFORM,
       packagesKey: packages.key,
       labels: imageLabels(input.manifest, input.resolved, image),
     });
