@@ -25,7 +25,7 @@ import {
   type SigningRow,
   type TagMove,
 } from "./report.js";
-import { cosignTags, type SignedDigest } from "./signing.js";
+import { cosignTags, type DigestTarget, type SignedDigest } from "./signing.js";
 import { type BranchTags, branchTags, refSlug } from "./tags.js";
 
 /** Pushes one image to `ref` (a tag reference) and returns `ref@sha256:...`. */
@@ -516,14 +516,8 @@ async function restore(
 /** Builds and smoke-tests one image; throws on failure. */
 export type CheckFn = (image: string) => Promise<void>;
 
-/** What one published image is signed as: its repository, its digest, an index's platform digests. */
-export interface SigningTarget {
-  image: string;
-  /** registry/path/image, no tag. */
-  repository: string;
-  digest: string;
-  platforms: PlatformDigest[];
-}
+/** What one published image is signed as: its name, and signing.ts's target (repository, digest, an index's platform digests). */
+export type SigningTarget = DigestTarget & { image: string };
 
 /**
  * Signing in a run: how (for the report) and the function that signs,
