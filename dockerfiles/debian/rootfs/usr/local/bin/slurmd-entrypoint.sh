@@ -11,7 +11,10 @@
 #                            host's memory becomes MemSpecLimit (0: unset).
 #   POD_TOPOLOGY             becomes Topology= (dynamic topology).
 # The three POD_* items go into slurmd's --conf, merged into a --conf that the
-# options already carry.
+# options already carry. Container arguments are read as shell words
+# (entrypoint-lib.sh shell_word): slurm-operator's main branch passes
+# Topology='"$SLINKY_TOPOLOGY"' inside --conf, which expands here; an empty
+# Topology= is dropped (it makes the node INVALID from Slurm 26.05).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/slinky/entrypoint-lib.sh
 . /usr/local/lib/slinky/entrypoint-lib.sh
@@ -49,30 +52,6 @@ mem_spec_limit() {
 	local spec
 	spec=$(($(hw_field RealMemory) - POD_MEMORY))
 	echo $((spec > 0 ? spec : 0))
-}
-
-# add_conf_item ITEM: append ITEM to the value of --conf in ARGS, or add one.
-add_conf_item() {
-	local item=$1 i n=${#ARGS[@]}
-	for ((i = 0; i < n; i++)); do
-		case ${ARGS[i]} in
-		--conf=*)
-			if [[ ${ARGS[i]} == --conf= ]]; then
-				ARGS[i]="--conf=$item"
-			else
-				ARGS[i]="${ARGS[i]} $item"
-			fi
-			return
-			;;
-		--conf)
-			if ((i + 1 < n)); then
-				ARGS[i + 1]="${ARGS[i + 1]:+${ARGS[i + 1]} }$item"
-				return
-			fi
-			;;
-		esac
-	done
-	ARGS+=(--conf "$item")
 }
 
 # configure_pam_slurm_adopt: let only users with a job on this node in by ssh.
@@ -118,6 +97,7 @@ main() {
 	if [[ -n $POD_TOPOLOGY ]]; then
 		add_conf_item "Topology=$POD_TOPOLOGY"
 	fi
+	drop_empty_conf_item Topology
 	save_args slurmd "${ARGS[@]}"
 	parse_options SSHD_OPTIONS
 	save_args sshd "${OPTS[@]}"

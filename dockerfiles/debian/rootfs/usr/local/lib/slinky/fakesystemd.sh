@@ -75,7 +75,7 @@ log "listening on $NOTIFY_SOCKET, pid file $PIDFILE"
 pidproxy "$PIDFILE" "$(command -v sleep)" infinity &
 proxy=$!
 socat -u \
-	"UNIX-RECVFROM:${NOTIFY_SOCKET},unlink-early,fork,perm=0660,group=${SLURM_USER}" \
+	"UNIX-RECVFROM:${NOTIFY_SOCKET},unlink-early,fork,perm=0660,group=$(id -gn "$SLURM_USER")" \
 	"EXEC:$0 record" &
 listener=$!
 trap stop TERM INT
