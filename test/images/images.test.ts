@@ -68,6 +68,7 @@ import {
   changesOutsideMounts,
   hs256Jwt,
   httpGet,
+  httpProbe,
   logfileSidecar,
   NOBODY_UID,
   OP,
@@ -115,7 +116,7 @@ const report = {
   setupSeconds: 0,
   images: [] as ImageRow[],
   packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
-  cluster: { sinfo: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
+  cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
   totalSeconds: 0,
@@ -390,6 +391,16 @@ describe.sequential("debian13 images built by BuildKit", () => {
           },
           { timeoutMs: 3 * MINUTE },
         );
+        // Started as root (docker run, compose), slurmctld runs as SlurmUser from
+        // its start: Slurm >= 25.05 makes `slurmctld --systemd` fatal otherwise.
+        // Every slurmctld process (with slurmscriptd) is slurm's, real and effective.
+        const owners = await exec(names.ctld, ["ps", "-o", "ruser=,euser=", "-C", "slurmctld"], 30_000);
+        report.cluster.slurmctldUsers = owners.stdout.trim();
+        expect(owners.code, owners.stderr).toBe(0);
+        const rows = owners.stdout.trim().split("\n").map((row) => row.trim().split(/\s+/).join(" "));
+        expect(rows.length).toBeGreaterThan(0);
+        expect(new Set(rows)).toEqual(new Set(["slurm slurm"]));
+        expect(await logsOf(names.ctld)).toMatch(/daemon-exec\.sh: exec setpriv --reuid=slurm .*\/usr\/sbin\/slurmctld --systemd/);
         const srun = await exec(names.login, ["srun", "-N1", "-t", "1", "--immediate=60", "hostname"], 2 * MINUTE);
         expect(srun.code, `${srun.stdout}\n${srun.stderr}`).toBe(0);
         report.cluster.srun = srun.stdout.trim();
@@ -672,8 +683,8 @@ describe.sequential("debian13 images built by BuildKit", () => {
       expect(started).toBe(true);
       for (const port of [ports.slurmctld, ports.slurmd]) {
         for (const path of ["/livez", "/readyz"]) {
-          const r = await httpGet(`http://127.0.0.1:${port}${path}`);
-          expect(r, `GET :${port}${path}`).toMatchObject({ status: 200 });
+          const r = await httpProbe(`http://127.0.0.1:${port}${path}`);
+          expect(r.passed, `GET :${port}${path} ${JSON.stringify(r)}`).toBe(true);
         }
       }
     });
@@ -684,8 +695,8 @@ describe.sequential("debian13 images built by BuildKit", () => {
         expect(started).toBe(true);
         for (const port of [ports.slurmctld, ports.slurmd]) {
           expect(await tcpProbe(port)).toBe(true);
-          const r = await httpGet(`http://127.0.0.1:${port}/livez`, {}, 5_000);
-          expect("status" in r && r.status === 200, `GET :${port}/livez ${JSON.stringify(r)}`).toBe(false);
+          const r = await httpProbe(`http://127.0.0.1:${port}/livez`, 5_000);
+          expect(r.passed, `GET :${port}/livez ${JSON.stringify(r)}`).toBe(false);
         }
         console.log(`[operator-shaped cluster] needs Slurm 25.11, not checked here: ${SLURM_2511_FEATURES.httpProbes}`);
       },

@@ -487,6 +487,22 @@ export async function httpGet(
   }
 }
 
+/**
+ * An HTTP probe, as Kubernetes' httpGet: passes on any status from 200 to 399
+ * (a redirect is not followed: the kubelet counts it a success), fails on
+ * any other status or no answer. Slurm 25.11's /livez answers 204.
+ */
+export async function httpProbe(url: string, timeoutMs = 10_000): Promise<{ passed: boolean; status?: number; error?: string }> {
+  try {
+    const response = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
+    await response.arrayBuffer();
+    return { passed: response.status >= 200 && response.status < 400, status: response.status };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    return { passed: false, error: cause?.code ?? cause?.message ?? String(error) };
+  }
+}
+
 /** A TCP probe, as Kubernetes' tcpSocket: the port accepts a connection. */
 export async function tcpProbe(port: number, host = "127.0.0.1", timeoutMs = 5_000): Promise<boolean> {
   return new Promise((resolve) => {
