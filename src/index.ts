@@ -88,7 +88,7 @@ export class SlinkyContainers {
     image: string,
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
     cacheRegistry?: string,
@@ -120,7 +120,7 @@ export class SlinkyContainers {
     group = "all",
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
     cacheRegistry?: string,
@@ -158,7 +158,7 @@ export class SlinkyContainers {
     group = "all",
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** A build-cache registry path to reuse from (read only), e.g. registry.gitlab.com/group/project/cache. */
     cacheRegistry?: string,
@@ -192,7 +192,7 @@ export class SlinkyContainers {
   async plan(
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** Images to build: core, extras or all. */
     group = "all",
@@ -257,7 +257,7 @@ export class SlinkyContainers {
     password: Secret,
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** Images to publish: core, extras or all. */
     group = "all",
@@ -312,7 +312,7 @@ export class SlinkyContainers {
     branch = "main",
     /** Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** Linux flavor: ubuntu24.04 or debian13. */
+    /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** Images to promote: core, extras or all. */
     group = "all",
@@ -367,7 +367,7 @@ export class SlinkyContainers {
     password: Secret,
     /** $SLURM_VERSION: Slurm release line (or its pinned patch release). */
     slurmVersion = "25.11",
-    /** $LINUX_FLAVOR: ubuntu24.04 or debian13. */
+    /** $LINUX_FLAVOR: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
     /** $BUILD_GROUP: core, extras or all. */
     group = "all",

@@ -79,7 +79,7 @@ describe("a site manifest laid over the pinned one", () => {
     const manifest = loadManifest({
       slurm: { "24.11": { version: "24.11.5", url: "http://127.0.0.1:1/s.tar.gz", sha256: "0".repeat(64) } },
     });
-    expect(Object.keys(manifest.slurm)).toEqual(["25.11", "24.11"]);
+    expect(Object.keys(manifest.slurm)).toEqual(["25.11", "26.05", "24.11"]);
   });
 
   it("is validated after merging, naming the site manifest", () => {

@@ -36,7 +36,7 @@ describe("resolve", () => {
   it.each([
     [{ slurmVersion: "24.05" }, `unknown Slurm version "24.05": valid values are 25.11, ${patch}`],
     [{ slurmVersion: "25.11.0" }, 'unknown Slurm version "25.11.0"'],
-    [{ flavor: "rocky9" }, 'unknown flavor "rocky9": valid values are ubuntu24.04, debian13'],
+    [{ flavor: "rocky9" }, 'unknown flavor "rocky9": valid values are ubuntu24.04, ubuntu26.04, debian13'],
     [{ group: "gpu" }, 'unknown group "gpu": valid values are core, extras, all'],
     [{ image: "slurmctl" }, 'unknown image "slurmctl": valid values are slurmctld, slurmd'],
   ])("refuses %j naming the valid values", (selection, message) => {
