@@ -164,6 +164,16 @@ async function clusterChecks(into: Record<string, string>): Promise<void> {
   expect(node.stdout).not.toMatch(/Topology=/);
 }
 
+/** Runs `checks`; a failure carries the three containers' logs. */
+async function withLogs(checks: () => Promise<void>): Promise<void> {
+  try {
+    await checks();
+  } catch (error) {
+    const logs = await Promise.all(Object.values(NAMES).map(async (n) => `--- ${n}\n${await logsOf(n)}`));
+    throw new Error(`${String(error)}\n${logs.join("\n")}`);
+  }
+}
+
 describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images' entrypoints`, () => {
   beforeAll(async () => {
     engine = await startEngine();
@@ -196,13 +206,11 @@ describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images'
   it(
     "as root (docker run, compose): slurmctld runs as SlurmUser, probes pass as the kubelet judges, a dynamic node with an empty Topology registers and runs a job",
     async () => {
-      try {
+      await withLogs(async () => {
         report.root.sinfo = await startCluster("root", "");
         await clusterChecks(report.root);
         expect(await logsOf(NAMES.ctld)).toMatch(/exec setpriv --reuid=slurm/);
-      } catch (error) {
-        throw new Error(`${String(error)}\n${(await Promise.all(Object.values(NAMES).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n")}`);
-      }
+      });
     },
     10 * MINUTE,
   );
@@ -210,13 +218,11 @@ describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images'
   it(
     "as slurm-operator runs slurmctld (uid 401, fsGroup 401, read-only /etc/slurm 0640 root:401, empty /run, /run/slurmctld, state and log directories): the same",
     async () => {
-      try {
+      await withLogs(async () => {
         report.operator.sinfo = await startCluster("operator", "");
         await clusterChecks(report.operator);
         expect(await logsOf(NAMES.ctld)).not.toMatch(/setpriv/);
-      } catch (error) {
-        throw new Error(`${String(error)}\n${(await Promise.all(Object.values(NAMES).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n")}`);
-      }
+      });
     },
     10 * MINUTE,
   );
