@@ -7,7 +7,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/images/**", "node_modules/**"],
+          exclude: ["test/images/**", "test/engine/**", "node_modules/**"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },
@@ -15,7 +15,9 @@ export default defineConfig({
       {
         test: {
           name: "images",
-          include: ["test/images/**/*.test.ts"],
+          // The engine tests share the image harness's engine, base and ports: one file at a time.
+          include: ["test/images/**/*.test.ts", "test/engine/**/*.test.ts"],
+          globalSetup: ["test/engine/global-setup.ts"],
           pool: "forks",
           maxWorkers: 1,
           fileParallelism: false,

@@ -1,6 +1,7 @@
 /**
- * The shell scripts of the test setup, the image harness and the benchmarks
- * (test/*.sh, test/images/*.sh, test/bench/*.sh) pass shellcheck; ci/*.sh are
+ * The shell scripts of the test setup, the image harness, the benchmarks and the
+ * engine tests (test/*.sh, test/images/*.sh, test/bench/*.sh, test/engine/*.sh)
+ * pass shellcheck; ci/*.sh are
  * checked in test/ci/. arm64 emulation itself is exercised where it is used:
  * test/images/arm64.test.ts runs the arm64 base image under it.
  */
@@ -12,7 +13,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 
 const ROOT = join(fileURLToPath(import.meta.url), "..", "..");
-const scripts = ["test", "test/images", "test/bench"].flatMap((dir) =>
+const scripts = ["test", "test/images", "test/bench", "test/engine"].flatMap((dir) =>
   existsSync(join(ROOT, dir))
     ? readdirSync(join(ROOT, dir))
         .filter((f) => f.endsWith(".sh"))
@@ -21,8 +22,10 @@ const scripts = ["test", "test/images", "test/bench"].flatMap((dir) =>
 );
 
 describe("shell scripts", () => {
-  it("test/*.sh, test/images/*.sh and test/bench/*.sh pass shellcheck", async () => {
-    expect(scripts).toEqual(expect.arrayContaining(["test/setup.sh", "test/emulation.sh", "test/images/base.sh", "test/bench/arm64-cross.sh"]));
+  it("test/*.sh, test/images/*.sh, test/bench/*.sh and test/engine/*.sh pass shellcheck", async () => {
+    expect(scripts).toEqual(
+      expect.arrayContaining(["test/setup.sh", "test/emulation.sh", "test/images/base.sh", "test/bench/arm64-cross.sh", "test/engine/engine.sh", "test/engine/build-dagger.sh"]),
+    );
     const result = await promisify(execFile)("shellcheck", ["--severity=style", ...scripts], { cwd: ROOT }).catch(
       (error: { stdout?: string; stderr?: string }) => error,
     );

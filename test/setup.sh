@@ -17,6 +17,8 @@ packages=(
   ca-certificates
   qemu-user-static # runs linux/arm64 binaries (registered by test/emulation.sh)
   binfmt-support   # update-binfmts, which registers qemu's interpreters
+  iptables         # the engine tests: one NAT rule for the Dagger engine's namespace
+  iproute2         # the engine tests: its network namespace and veth pair
 )
 
 missing=()
@@ -61,3 +63,10 @@ cd "$(dirname "$0")/.."
 # tests are skipped by name.
 test/emulation.sh enable
 npm ci --no-audit --no-fund
+
+# The Dagger CLI and engine for the engine tests (test/engine/), built from the Go module
+# proxy at dagger.json's engineVersion. Where the proxy refuses that version or a module it
+# needs, build-dagger.sh records each refusal and the engine tests are skipped under a name
+# that says so; never fatal here.
+test/engine/build-dagger.sh "${SLINKY_DAGGER_DIR:-/var/tmp/slinky-dagger}/bin" ||
+  echo "setup: no Dagger engine here; the engine tests will be skipped (why: ${SLINKY_DAGGER_DIR:-/var/tmp/slinky-dagger}/bin/UNAVAILABLE)" >&2

@@ -241,7 +241,7 @@ export async function slurmSource(source: SlurmSource = SLURM_SOURCE): Promise<s
 }
 
 export interface FileServer {
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port> (or the address given) */
   origin: string;
   /** URL of a file served under `name`. */
   url(name: string): string;
@@ -255,14 +255,14 @@ export interface FileServer {
  */
 export const FILES_PORT = Number(process.env.SLINKY_FILES_PORT ?? 18765);
 
-function listen(server: Server, port: number): Promise<boolean> {
+function listen(server: Server, port: number, host: string): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       if (error.code === "EADDRINUSE" && port !== 0) resolve(false);
       else reject(error);
     };
     server.once("error", onError);
-    server.listen(port, "127.0.0.1", () => {
+    server.listen(port, host, () => {
       server.off("error", onError);
       resolve(true);
     });
@@ -270,11 +270,12 @@ function listen(server: Server, port: number): Promise<boolean> {
 }
 
 /**
- * Serves exactly the given files (URL name -> local path) on 127.0.0.1 at
- * `port` (0: ephemeral; a taken port falls back to ephemeral); anything else
- * is 404. Builds reach it with --network host.
+ * Serves exactly the given files (URL name -> local path) on 127.0.0.1 (or
+ * `host`) at `port` (0: ephemeral; a taken port falls back to ephemeral);
+ * anything else is 404. Builds reach it with --network host (the engine tests'
+ * builds at the veth address `host`).
  */
-export async function serveFiles(files: Record<string, string>, port = 0): Promise<FileServer> {
+export async function serveFiles(files: Record<string, string>, port = 0, host = "127.0.0.1"): Promise<FileServer> {
   const server: Server = createServer((request, response) => {
     // "a/./b" (apt's flat-repository file names) is "a/b"; anything not listed is 404.
     let name = "";
@@ -293,8 +294,8 @@ export async function serveFiles(files: Record<string, string>, port = 0): Promi
     if (request.method === "HEAD") response.end();
     else createReadStream(path).pipe(response);
   });
-  if (!(await listen(server, port))) await listen(server, 0);
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  if (!(await listen(server, port, host))) await listen(server, 0, host);
+  const origin = `http://${host}:${(server.address() as AddressInfo).port}`;
   return {
     origin,
     url: (name) => `${origin}/${name.split("/").map(encodeURIComponent).join("/")}`,

@@ -21,12 +21,12 @@ import { digestOf, MEDIA_TYPES, type RegistryClient } from "../../src/registry.j
 
 export const REGISTRY_BIN = "/usr/bin/docker-registry";
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (or `host`, an address of this machine's). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createNetServer();
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(0, host, () => {
       const address = server.address();
       const port = typeof address === "object" && address ? address.port : 0;
       server.close(() => resolve(port));
@@ -61,10 +61,20 @@ export type RegistryAuth =
   | { kind: "htpasswd"; users: User[] }
   | { kind: "token"; realm: string; service: string; issuer: string; certFile: string };
 
-/** Start docker-registry on 127.0.0.1 with storage and config in a new temp dir. */
-export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry> {
+export interface RegistryListen {
+  /** Default 127.0.0.1 (the engine tests: their veth address). */
+  host?: string;
+  /** Default a free port. */
+  port?: number;
+  /** Serve HTTPS with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** Start docker-registry (on 127.0.0.1 by default) with storage and config in a new temp dir. */
+export async function startRegistry(auth: RegistryAuth, listen: RegistryListen = {}): Promise<RunningRegistry> {
   const dir = mkdtempSync(join(tmpdir(), "slinky-registry-"));
-  const port = await freePort();
+  const host = listen.host ?? "127.0.0.1";
+  const port = listen.port || (await freePort(host));
   let authYaml: string;
   if (auth.kind === "none") {
     authYaml = "";
@@ -92,7 +102,8 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
     "  delete:",
     "    enabled: true",
     "http:",
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${host}:${port}`,
+    ...(listen.tls ? ["  tls:", `    certificate: ${listen.tls.certFile}`, `    key: ${listen.tls.keyFile}`] : []),
     `  secret: ${randomBytes(16).toString("hex")}`,
     ...(authYaml ? ["auth:", authYaml] : []),
   ].join("\n");
@@ -121,13 +132,14 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  // Ready when /v2/ answers (401 with auth on); at most 10 s.
+  // Ready when /v2/ answers (401 with auth on); at most 10 s. Over HTTPS the
+  // certificate's CA must be this process's (NODE_EXTRA_CA_CERTS).
   for (let i = 0; i < 100; i++) {
     if (exited) break;
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
+      const res = await fetch(`${listen.tls ? "https" : "http"}://${host}:${port}/v2/`);
       if (res.status === 401 || res.status === 200) {
-        return { host: `127.0.0.1:${port}`, port, pid, dir, logFile, stop };
+        return { host: `${host}:${port}`, port, pid, dir, logFile, stop };
       }
     } catch {
       // not listening yet
@@ -136,7 +148,7 @@ export async function startRegistry(auth: RegistryAuth): Promise<RunningRegistry
   }
   const log = readFileSync(logFile, "utf8").slice(-2000);
   await stop();
-  throw new Error(`docker-registry did not become ready on 127.0.0.1:${port}:\n${log}`);
+  throw new Error(`docker-registry did not become ready on ${host}:${port}:\n${log}`);
 }
 
 // ---- token server ------------------------------------------------------
