@@ -30,7 +30,7 @@
 # registry of the tests on this machine's end of the veth pair, so nothing
 # reaches Docker Hub. SLINKY_DAGGER_TLS_REGISTRY (host:port) is trusted through
 # the CA file SLINKY_DAGGER_REGISTRY_CA. SLINKY_DAGGER_FRESH=1 starts from an
-# empty engine state.
+# empty engine state (state-fresh/, wiped; state/ is kept for the next start).
 set -euo pipefail
 
 DIR=${SLINKY_DAGGER_DIR:-/var/tmp/slinky-dagger}
@@ -117,15 +117,18 @@ make_network() {
 }
 
 start() {
-	mkdir -p "$DIR/state" "$DIR/run"
+	mkdir -p "$DIR/run"
 	if [[ -f $DIR/engine.pid ]] && kill -0 "$(cat "$DIR/engine.pid")" 2>/dev/null; then
 		die "an engine already runs (pid $(cat "$DIR/engine.pid")): run engine.sh stop first"
 	fi
+	# An empty engine state, as a GitLab job's dind engine starts: a state
+	# directory of its own, so the next ordinary start finds its cache again.
+	local state=$DIR/state
 	if [[ ${SLINKY_DAGGER_FRESH:-} == 1 ]]; then
-		# An empty engine state, as a GitLab job's dind engine starts.
-		rm -rf "$DIR/state"
-		mkdir -p "$DIR/state"
+		state=$DIR/state-fresh
+		rm -rf "$state"
 	fi
+	mkdir -p "$state"
 	make_rootfs
 	make_network
 	rm -f "$DIR/run/engine.sock"
@@ -139,20 +142,20 @@ start() {
 	# shellcheck disable=SC2016 # expanded by the inner shells
 	setsid nsenter --net="/run/netns/$NS" unshare --mount --pid --fork --propagation private bash -c '
 		set -e
-		root=$1 dir=$2
+		root=$1 dir=$2 state=$3
 		mount --bind "$root" "$root"
 		mount --rbind /dev "$root/dev"
 		mount --rbind /sys "$root/sys"
 		mount -t proc proc "$root/proc"
 		mount -t tmpfs tmpfs "$root/tmp"
-		mount --bind "$dir/state" "$root/var/lib/dagger"
+		mount --bind "$state" "$root/var/lib/dagger"
 		mount --bind "$dir/run" "$root/run/dagger"
 		mkdir -p "$root/.oldroot"
 		cd "$root"
 		pivot_root . .oldroot
 		exec /usr/sbin/chroot . /bin/sh -c "umount -l /.oldroot && exec /usr/local/bin/dagger-engine \"\$@\"" engine \
 			--root /var/lib/dagger --addr unix:///run/dagger/engine.sock --oci-max-parallelism num-cpu
-	' engine "$ROOTFS" "$DIR" >"$DIR/engine.log" 2>&1 </dev/null &
+	' engine "$ROOTFS" "$DIR" "$state" >"$DIR/engine.log" 2>&1 </dev/null &
 	echo $! >"$DIR/engine.pid"
 	local i
 	for ((i = 0; i < 120; i++)); do
