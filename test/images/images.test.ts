@@ -11,7 +11,7 @@
  * URL/sha256 build arguments a site would set.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES, type ImageSpec } from "../../src/catalog.js";
@@ -801,6 +801,64 @@ describe.sequential("debian13 images built by BuildKit", () => {
         { timeoutMs: 2 * MINUTE },
       );
       note("afterReconfigure", back);
+    });
+
+    it("v1.2.1 without inplaceReconfigure (its default): a config change restarts slurmctld, which cold-starts from its StateSaveLocation", async () => {
+      expect(started).toBe(true);
+      // A held job: it is in the saved state only, and must be there after the restart.
+      const held = await inLogin(["sbatch", "--parsable", "-H", "-J", "restart-probe", "--wrap", "true"], 30_000);
+      expect(held.code, held.stderr).toBe(0);
+      const jobId = held.stdout.trim().split(";")[0]!;
+      // The operator's config-hash annotation changes and the pod restarts: here the projected file changes and the container restarts.
+      appendFileSync(join(files!.controllerEtc, "slurm.conf"), "# slurm-operator: configuration changed\n");
+      await dockerOk(["restart", "--time", "30", n.ctld], { timeoutMs: 2 * MINUTE });
+      const back = await waitFor(
+        "slurmctld to answer after its restart",
+        async () => {
+          await requireRunning([n.ctld, n.ctldLog]);
+          const r = await inLogin(["scontrol", "ping"], 30_000);
+          return r.code === 0 && /is UP/.test(r.stdout) ? r.stdout.trim() : undefined;
+        },
+        { timeoutMs: 2 * MINUTE },
+      );
+      note("afterRestart", back);
+      // It read back what it saved: the held job, the worker's node, and its log (the FIFO's sidecar) says so.
+      const job = await inLogin(["squeue", "--noheader", "-j", jobId, "-o", "%i %T %r"], 30_000);
+      expect(job.stdout.trim(), job.stderr).toMatch(new RegExp(`^${jobId} PENDING (JobHeldUser|JobHeldAdmin)$`));
+      const nodes = await inLogin(["sinfo", "--noheader", "-N", "-o", "%N"], 30_000);
+      expect(nodes.stdout).toContain(OP.workerPod);
+      const log = await docker(["logs", n.ctldLog], { timeoutMs: 30_000 });
+      const recovered = /Recovered information about [1-9]\d* jobs/.exec(`${log.stdout}${log.stderr}`)?.[0];
+      expect(recovered, "slurmctld's log after the restart").toBeDefined();
+      note("recoveredAfterRestart", `${recovered}; ${job.stdout.trim()}`);
+      await inLogin(["scancel", jobId], 30_000);
+    });
+
+    it("v1.2.1's preStop only sets the node DOWN; the restarted slurmd re-registers against that record and runs a job once resumed", async () => {
+      expect(started).toBe(true);
+      const startTime = async () => /SlurmdStartTime=(\S+)/.exec((await inLogin(["scontrol", "show", "node", OP.workerPod], 30_000)).stdout)?.[1] ?? "";
+      const before = await startTime();
+      const preStop = await exec(n.slurmd, ["/usr/bin/sh", "-c", "scontrol update nodename=$(hostname) state=down reason='slurm-operator: Pod is terminating'"]);
+      expect(preStop.code, `${preStop.stdout}${preStop.stderr}`).toBe(0);
+      // The pod's container restarts: the same image, entrypoint and arguments, its node record kept.
+      await dockerOk(["restart", "--time", "30", n.slurmd], { timeoutMs: 2 * MINUTE });
+      const registered = await waitFor(
+        "the restarted slurmd to register against its DOWN record",
+        async () => {
+          await requireRunning([n.slurmd]);
+          const r = await inLogin(["scontrol", "show", "node", OP.workerPod], 30_000);
+          const state = /State=(\S+)/.exec(r.stdout)?.[1] ?? "";
+          const start = /SlurmdStartTime=(\S+)/.exec(r.stdout)?.[1] ?? "";
+          return r.code === 0 && start !== before && !state.includes("NOT_RESPONDING") ? `${state} SlurmdStartTime=${start}` : undefined;
+        },
+        { timeoutMs: 2 * MINUTE },
+      );
+      note("afterRestartDown", registered);
+      const resume = await inLogin(["scontrol", "update", `nodename=${OP.workerPod}`, "state=resume"], 30_000);
+      // A node already back in service (ReturnToService=2, v1.1.2's slurm.conf) answers that it is not down.
+      expect(resume.code === 0 || /not down|Invalid node state/i.test(resume.stderr), resume.stderr).toBe(true);
+      const job = await inLogin(["srun", "-N1", "-t", "1", "--immediate=60", "printenv", "SLURMD_NODENAME"], 2 * MINUTE);
+      expect(job.stdout.trim(), job.stderr).toBe(OP.workerPod);
     });
 
     it("slurmd's preStop command drains the node and removes it", async () => {
