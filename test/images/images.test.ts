@@ -855,7 +855,8 @@ describe.sequential("debian13 images built by BuildKit", () => {
       );
       note("afterRestartDown", registered);
       const resume = await inLogin(["scontrol", "update", `nodename=${OP.workerPod}`, "state=resume"], 30_000);
-      // A node already back in service (ReturnToService=2, v1.1.2's slurm.conf) answers that it is not down.
+      // v1.2.1's slurm.conf has no ReturnToService: the node an admin set DOWN stays DOWN until resumed
+      // (a node already back in service would answer that it is not down).
       expect(resume.code === 0 || /not down|Invalid node state/i.test(resume.stderr), resume.stderr).toBe(true);
       const job = await inLogin(["srun", "-N1", "-t", "1", "--immediate=60", "printenv", "SLURMD_NODENAME"], 2 * MINUTE);
       expect(job.stdout.trim(), job.stderr).toBe(OP.workerPod);

@@ -1,7 +1,9 @@
 /**
  * An operator-shaped cluster: the images started the way slurm-operator v1.1.2's
- * builders (internal/builder/**) start them in Kubernetes, with docker on this
- * machine. What each pod gets, and what stands in for Kubernetes here:
+ * builders (internal/builder/**) start them in Kubernetes, and v1.2.1's where
+ * they changed (the slurm.conf it renders, no default gres.conf; the restart and
+ * preStop checks in images.test.ts), with docker on this machine. What each pod
+ * gets, and what stands in for Kubernetes here:
  *
  * - users: slurmctld and slurmdbd pods run as uid/gid 401 with fsGroup 401
  *   (`--user 401:401 --group-add 401`), slurmrestd as 65534 with fsGroup 65534,
@@ -86,8 +88,18 @@ export function restApiVersion(slurmVersion: string): string {
   return atLeast(slurmVersion, "25.11") ? "v0.0.44" : "v0.0.42";
 }
 
-/** slurm.conf as the operator's controller builder writes it (cgroup disabled by the user's cgroup.conf). */
-export function operatorSlurmConf(ports: OperatorPorts): string {
+/**
+ * slurm.conf as slurm-operator v1.2.1's controller builder writes it
+ * (controllerbuilder/controller_config.go): no ReturnToService, GresTypes,
+ * LogTimeFormat, block_null_hash, SelectTypeParameters, AccountingStorageTRES,
+ * and no proctrack/task/jobacct plugins of its own (Slurm's defaults, cgroup).
+ * SlurmctldParameters gains reconfig_on_restart (a 25.11 option: left out for
+ * the 24.11 stand-in, which the operator does not support). This machine's host
+ * has cgroup v1 and its containers no cgroup to give (cgroup.conf: disabled), so
+ * the test sets proctrack/linuxproc and task/affinity where a user would, in the
+ * controller's extraConf, with the test's ports and timeouts.
+ */
+export function operatorSlurmConf(ports: OperatorPorts, slurmVersion: string): string {
   return [
     "#",
     "### GENERAL ###",
@@ -99,15 +111,12 @@ export function operatorSlurmConf(ports: OperatorPorts): string {
     "SlurmdUser=root",
     `SlurmdPort=${ports.slurmd}`,
     "SlurmdSpoolDir=/var/spool/slurmd",
-    "ReturnToService=2",
     "MaxNodeCount=1024",
-    "GresTypes=gpu",
     "#",
     "### LOGGING ###",
     "SlurmctldLogFile=/var/log/slurm/slurmctld.log",
     "SlurmSchedLogFile=/var/log/slurm/slurmctld.log",
     "SlurmdLogFile=/var/log/slurm/slurmd.log",
-    "LogTimeFormat=iso8601,format_stderr",
     "#",
     "### PLUGINS & PARAMETERS ###",
     "AuthType=auth/slurm",
@@ -115,25 +124,21 @@ export function operatorSlurmConf(ports: OperatorPorts): string {
     "AuthAltTypes=auth/jwt",
     "AuthAltParameters=jwt_key=/etc/slurm/jwt.key",
     "AuthInfo=use_client_ids",
-    "CommunicationParameters=block_null_hash",
-    "SelectTypeParameters=CR_Core_Memory",
-    "SlurmctldParameters=enable_configless",
-    "ProctrackType=proctrack/linuxproc",
-    "TaskPlugin=task/affinity",
+    `SlurmctldParameters=enable_configless${atLeast(slurmVersion, "25.11") ? ",reconfig_on_restart" : ""}`,
     "#",
     "### ACCOUNTING ###",
     "AccountingStorageType=accounting_storage/slurmdbd",
     `AccountingStorageHost=${OP.accountingService}`,
     `AccountingStoragePort=${ports.slurmdbd}`,
-    "AccountingStorageTRES=gres/gpu",
-    "JobAcctGatherType=jobacct_gather/linux",
     "#",
-    "### COMPUTE & PARTITION ###",
+    "### NODESET & PARTITION ###",
     `NodeSet=${OP.nodeset} Feature=${OP.nodeset}`,
     `PartitionName=${OP.nodeset} Nodes=${OP.nodeset} Default=YES MaxTime=UNLIMITED State=UP`,
     "#",
     "### EXTRA CONFIG ###",
-    // Host network only: srun's ports and short timeouts for the test.
+    // This host: no cgroup for the containers, so no cgroup plugins; host network: srun's ports.
+    "ProctrackType=proctrack/linuxproc",
+    "TaskPlugin=task/affinity",
     `SrunPortRange=${ports.srunLow}-${ports.srunHigh}`,
     "SlurmctldTimeout=30",
     "SlurmdTimeout=30",
@@ -230,13 +235,12 @@ export async function writeOperatorFiles(
   const slurmKey = randomBytes(1024);
   const jwtKey = randomBytes(64);
   const password = randomBytes(18).toString("base64url");
-  const slurmConf = operatorSlurmConf(ports);
+  const slurmConf = operatorSlurmConf(ports, slurmVersion);
 
   // Controller: projected volume, defaultMode 0610, fsGroup 401 -> 0650 root:401.
   const controllerEtc = d("controller-etc");
   write(join(controllerEtc, "slurm.conf"), slurmConf, 0o650, 0, SLURM_UID);
   write(join(controllerEtc, "cgroup.conf"), "CgroupPlugin=disabled\n", 0o650, 0, SLURM_UID);
-  write(join(controllerEtc, "gres.conf"), "AutoDetect=nvidia\n", 0o650, 0, SLURM_UID);
   write(join(controllerEtc, "slurm.key"), slurmKey, 0o650, 0, SLURM_UID);
   write(join(controllerEtc, "jwt.key"), jwtKey, 0o650, 0, SLURM_UID);
 
