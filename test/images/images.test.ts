@@ -452,7 +452,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
    * gets and what stands in for Kubernetes). Runs after the mini cluster, whose
    * containers it removes first: both use the harness's ports.
    */
-  describe.sequential("operator-shaped cluster (slurm-operator v1.1.2 pod specs)", () => {
+  describe.sequential("operator-shaped cluster (slurm-operator v1.1.2 pod specs; v1.2.1 slurm.conf, restart and preStop)", () => {
     const version = SLURM_SOURCE.version as string;
     const has2511 = atLeast(version, "25.11");
     const ports: OperatorPorts = { ...DEFAULT_PORTS, slurmrestd: Number(process.env.SLINKY_TEST_SLURMRESTD_PORT ?? 16820) };
