@@ -79,6 +79,19 @@ function call<T>(body: (module: SlinkyContainers) => Promise<T>): Promise<T> {
   }).then(() => result);
 }
 
+/** Copies an image of the harness's dockerd to `ref` (the plain-HTTP mirror registry); its registry digest. */
+async function pushLocal(local: string, ref: string): Promise<string> {
+  const copy = await run(
+    "skopeo",
+    ["copy", "--quiet", "--src-daemon-host", `unix://${ENGINE_DIR}/docker.sock`, "--dest-tls-verify=false", `docker-daemon:${local}`, `docker://${ref}`],
+    { timeoutMs: 5 * MINUTE },
+  );
+  expect(copy.code, copy.stderr).toBe(0);
+  const digest = (await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${ref}`], { timeoutMs: MINUTE })).stdout.trim();
+  expect(digest, `digest of ${ref}`).toMatch(/^sha256:[0-9a-f]{64}$/);
+  return digest;
+}
+
 const seconds = async <T>(fn: () => Promise<T>): Promise<[T, number]> => {
   const started = Date.now();
   const value = await fn();
@@ -103,15 +116,7 @@ describe.skipIf(unavailable !== undefined)(
         { kind: "htpasswd", users: [{ username: USER, password: CANARY }] },
         { host: HOST_ADDR, port: TARGET_PORT, tls: { certFile: join(TLS_DIR, "registry.pem"), keyFile: join(TLS_DIR, "registry.key") } },
       );
-      const copy = await run(
-        "skopeo",
-        ["copy", "--quiet", "--src-daemon-host", `unix://${ENGINE_DIR}/docker.sock`, "--dest-tls-verify=false", `docker-daemon:${BASE_IMAGE}`, `docker://${registry.host}/library/debian:trixie`],
-        { timeoutMs: 5 * MINUTE },
-      );
-      expect(copy.code, copy.stderr).toBe(0);
-      const inspect = await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${registry.host}/library/debian:trixie`], { timeoutMs: MINUTE });
-      report.base.digest = inspect.stdout.trim();
-      expect(report.base.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      report.base.digest = await pushLocal(BASE_IMAGE, `${registry.host}/library/debian:trixie`);
       // Signing: a cosign image made here (Debian's cosign 2.5 and the test CA), a key pair made now.
       const context = join(work, "cosign");
       mkdirSync(context);
@@ -119,13 +124,7 @@ describe.skipIf(unavailable !== undefined)(
       copyFileSync(join(TLS_DIR, "ca.pem"), join(context, "ca.pem"));
       copyFileSync(join(import.meta.dirname, "cosign", "Dockerfile"), join(context, "Dockerfile"));
       await run(DOCKER, ["build", "--network", "host", "--build-arg", `BASE_IMAGE=${BASE_IMAGE}`, "-t", COSIGN_LOCAL, context], { timeoutMs: 10 * MINUTE, env: dockerEnv });
-      const pushed = await run(
-        "skopeo",
-        ["copy", "--quiet", "--src-daemon-host", `unix://${ENGINE_DIR}/docker.sock`, "--dest-tls-verify=false", `docker-daemon:${COSIGN_LOCAL}`, `docker://${registry.host}/slinky-test/cosign:v2.5`],
-        { timeoutMs: 5 * MINUTE },
-      );
-      expect(pushed.code, pushed.stderr).toBe(0);
-      const cosignDigest = (await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${registry.host}/slinky-test/cosign:v2.5`], { timeoutMs: MINUTE })).stdout.trim();
+      const cosignDigest = await pushLocal(COSIGN_LOCAL, `${registry.host}/slinky-test/cosign:v2.5`);
       const keys = await run("cosign", ["generate-key-pair"], { timeoutMs: MINUTE, cwd: work, env: { ...process.env, COSIGN_PASSWORD: KEY_CANARY } });
       expect(keys.code, keys.stderr).toBe(0);
       // The inputs on the veth address, where the engine's build containers reach them.
