@@ -21,10 +21,13 @@ const isRoot = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), "slinky-rootfs-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+/** The scripts' environment: this PATH, and their run directory in the test's own folder. */
+const ENV = { PATH: process.env.PATH ?? "/usr/bin:/bin", SLINKY_RUN: join(work, "run") };
+
 /** Runs `script` in bash after sourcing entrypoint-lib.sh; stdout, stderr and exit code. */
 async function lib(script: string, env: Record<string, string> = {}) {
   const result = await run("bash", ["-c", `set -euo pipefail; . "${LIB}/entrypoint-lib.sh"; ${script}`], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", SLINKY_RUN: join(work, "run"), ...env },
+    env: { ...ENV, ...env },
   }).then(
     (r) => ({ ...r, code: 0 }),
     (error: { stdout: string; stderr: string; code: number }) => error,
@@ -110,9 +113,7 @@ describe("entrypoint-lib.sh: slurm.conf's SlurmUser", () => {
  * never this machine's init.
  */
 function daemonExec(args: string[]) {
-  return run("unshare", ["--pid", "--fork", "--mount-proc", "bash", join(LIB, "daemon-exec.sh"), ...args], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", SLINKY_RUN: join(work, "run") },
-  });
+  return run("unshare", ["--pid", "--fork", "--mount-proc", "bash", join(LIB, "daemon-exec.sh"), ...args], { env: ENV });
 }
 
 describe("daemon-exec.sh: the daemon runs as the user the entrypoint chose (root containers)", () => {
