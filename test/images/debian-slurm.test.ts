@@ -8,18 +8,28 @@
  * fatal unless it runs as SlurmUser, 25.11 answers the operator's HTTP probes,
  * 26.05 sets a node with an empty `Topology=` INVALID.
  *
+ * After the two clusters of its own (the operator main branch's `--conf` with
+ * an empty `$SLINKY_TOPOLOGY`, started as root and as the operator starts
+ * slurmctld), the mini cluster and the operator-shaped cluster run on these
+ * images with the same checks as on the recipe's (mini-cluster.ts,
+ * operator-cluster.ts): slurmdbd with MariaDB, slurmrestd with JWT, the 25.11
+ * probes and REST API, the projected slurmdbd.conf, restarts and preStop.
+ *
  * What differs from the product images, and so is not checked here: Debian's
- * packaging (plugins in /usr/lib/<triplet>/slurm-wlm, no mpi/pmix plugin, no
- * slurmdbd/slurmrestd started), sid's libc. The daemons' own behaviour is
- * Slurm's.
+ * packaging (plugins in /usr/lib/<triplet>/slurm-wlm, no mpi/pmix plugin: the
+ * MPI job is skipped by a name that says so), sid's libc. The test's own
+ * containers (MariaDB, logfile sidecars) run on the harness's trixie base. The
+ * daemons' own behaviour is Slurm's.
  */
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTAINER_PREFIX, exec, GiveUp, logsOf, removeContainers, requireRunning, waitFor } from "./cluster.js";
-import { dockerEnv, dockerOk, ENGINE_DIR, HERE, REPO, run, startEngine, stopEngine, type Engine } from "./harness.js";
+import { BASE_IMAGE, dockerEnv, dockerOk, ENGINE_DIR, ensureBase, HERE, REPO, run, startEngine, stopEngine, type Engine } from "./harness.js";
+import { type MiniClusterReport, miniClusterTests } from "./mini-cluster.js";
 import { httpProbe, OP, SLURM_UID, startPodContainer } from "./operator.js";
+import { operatorClusterTests, type OperatorReport } from "./operator-cluster.js";
 
 const MINUTE = 60_000;
 const BASE = process.env.SLINKY_SID_BASE_IMAGE ?? "slinky-base/debian:sid";
@@ -32,6 +42,9 @@ const NAMES = {
 };
 const NODE = OP.workerPod;
 const PARTITION = "slinky";
+/** The line sid served when written: the checks of the operator's 25.11 features run (the first test holds it at >= 25.11). */
+const LINE = "26.05";
+const TARGETS = ["slurmctld", "slurmd", "login", "slurmdbd", "slurmrestd"];
 
 /** slurm.conf in the operator's shape (configless, a NodeSet of dynamic nodes), on the test's ports. */
 function slurmConf(): string {
@@ -64,7 +77,13 @@ function slurmConf(): string {
 let engine: Engine | undefined;
 let dir = "";
 let version = "";
-const report = { slurm: "", root: {} as Record<string, string>, operator: {} as Record<string, string> };
+const report = {
+  slurm: "",
+  root: {} as Record<string, string>,
+  operator: {} as Record<string, string>,
+  miniCluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false } as MiniClusterReport,
+  operatorCluster: { passed: false, checks: {}, needsSlurm2511: [] } as OperatorReport,
+};
 
 /** Files of one cluster: /etc/slurm for slurmctld and login (slurm.conf, cgroup.conf, key), the key alone for slurmd. */
 function clusterFiles(mode: "root" | "operator") {
@@ -177,10 +196,11 @@ async function withLogs(checks: () => Promise<void>): Promise<void> {
 describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images' entrypoints`, () => {
   beforeAll(async () => {
     engine = await startEngine();
+    await ensureBase(BASE_IMAGE);
     dir = mkdtempSync(join(ENGINE_DIR, "..", "slinky-sid-"));
     const base = await run(join(HERE, "base.sh"), [BASE], { timeoutMs: 20 * MINUTE, env: { ...dockerEnv, SLINKY_BASE_SUITE: "sid" } });
     if (base.code !== 0) throw new Error(`sid base image failed:\n${base.stderr}`);
-    for (const target of ["slurmctld", "slurmd", "login"]) {
+    for (const target of TARGETS) {
       await dockerOk(
         ["build", "--network", "host", "--build-arg", `BASE_IMAGE=${BASE}`, "--target", target, "-t", IMAGE(target), "-f", join(HERE, "debian-slurm", "Dockerfile"), join(REPO, "dockerfiles", "debian")],
         { timeoutMs: 20 * MINUTE },
@@ -197,33 +217,49 @@ describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images'
     console.log(`[debian-slurm] ${JSON.stringify(report)}`);
   }, 5 * MINUTE);
 
-  it("is Debian's slurm-wlm of a line newer than 25.05 (where `slurmctld --systemd` needs SlurmUser)", () => {
+  it("is Debian's slurm-wlm of line 25.11 or newer (`slurmctld --systemd` needs SlurmUser from 25.05; the operator's probes and REST API need 25.11)", () => {
     const match = /^slurm-wlm (\d+)\.(\d+)\.\d+$/.exec(version);
     expect(match, version).not.toBeNull();
-    expect(Number(match![1]) * 100 + Number(match![2])).toBeGreaterThanOrEqual(2505);
+    expect(Number(match![1]) * 100 + Number(match![2])).toBeGreaterThanOrEqual(2511);
   });
 
-  it(
-    "as root (docker run, compose): slurmctld runs as SlurmUser, probes pass as the kubelet judges, a dynamic node with an empty Topology registers and runs a job",
-    async () => {
-      await withLogs(async () => {
-        report.root.sinfo = await startCluster("root", "");
-        await clusterChecks(report.root);
-        expect(await logsOf(NAMES.ctld)).toMatch(/exec setpriv --reuid=slurm/);
-      });
-    },
-    10 * MINUTE,
-  );
+  describe.sequential("its own cluster: the operator main branch's --conf with an empty $SLINKY_TOPOLOGY", () => {
+    // Its daemons leave before the clusters below start.
+    afterAll(() => removeContainers(Object.values(NAMES)), 5 * MINUTE);
 
-  it(
-    "as slurm-operator runs slurmctld (uid 401, fsGroup 401, read-only /etc/slurm 0640 root:401, empty /run, /run/slurmctld, state and log directories): the same",
-    async () => {
-      await withLogs(async () => {
-        report.operator.sinfo = await startCluster("operator", "");
-        await clusterChecks(report.operator);
-        expect(await logsOf(NAMES.ctld)).not.toMatch(/setpriv/);
-      });
-    },
-    10 * MINUTE,
-  );
+    it(
+      "as root (docker run, compose): slurmctld runs as SlurmUser, probes pass as the kubelet judges, a dynamic node with an empty Topology registers and runs a job",
+      async () => {
+        await withLogs(async () => {
+          report.root.sinfo = await startCluster("root", "");
+          await clusterChecks(report.root);
+          expect(await logsOf(NAMES.ctld)).toMatch(/exec setpriv --reuid=slurm/);
+        });
+      },
+      10 * MINUTE,
+    );
+
+    it(
+      "as slurm-operator runs slurmctld (uid 401, fsGroup 401, read-only /etc/slurm 0640 root:401, empty /run, /run/slurmctld, state and log directories): the same",
+      async () => {
+        await withLogs(async () => {
+          report.operator.sinfo = await startCluster("operator", "");
+          await clusterChecks(report.operator);
+          expect(await logsOf(NAMES.ctld)).not.toMatch(/setpriv/);
+        });
+      },
+      10 * MINUTE,
+    );
+  });
+
+  /** Debian's build of Slurm under the images' entrypoints. */
+  const subject = {
+    label: "Debian's build of Slurm",
+    line: LINE,
+    version: () => version.replace(/^slurm-wlm /, ""),
+    ref: IMAGE,
+    baseImage: () => BASE_IMAGE,
+  };
+  miniClusterTests(subject, report.miniCluster, "Debian's build of Slurm ships no mpi/pmix plugin (mpi_pmix.so)");
+  operatorClusterTests(subject, report.operatorCluster);
 });

@@ -146,6 +146,27 @@ export function operatorSlurmConf(ports: OperatorPorts, slurmVersion: string): s
   ].join("\n");
 }
 
+/**
+ * sshd_config as the operator's login builder writes it (loginbuilder/login_config.go,
+ * the same in v1.1.2 and v1.2.1), `extra` being the LoginSet's extraSshdConfig. On a
+ * host network the user moves sshd there (v1.2.1 then names the container port
+ * `login` after it; sshd itself learns it only from this file).
+ */
+export function operatorSshdConfig(extra: readonly string[]): string {
+  return [
+    "#",
+    "### GENERAL ###",
+    "Include /etc/ssh/sshd_config.d/*.conf",
+    "UsePAM yes",
+    "X11Forwarding yes",
+    "Subsystem sftp internal-sftp",
+    "#",
+    "### EXTRA CONFIG ###",
+    ...extra,
+    "",
+  ].join("\n");
+}
+
 /** slurmdbd.conf as the operator's accounting builder writes it. */
 export function operatorSlurmdbdConf(ports: OperatorPorts, password: string): string {
   return [
@@ -310,25 +331,9 @@ export async function writeOperatorFiles(
   const c = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "slinky-test", "-f", clientKey], { timeoutMs: 60_000 });
   if (c.code !== 0) throw new Error(`ssh-keygen client key: ${c.stderr}`);
   const authorizedKeys = join(ssh, "authorized_keys");
-  write(authorizedKeys, readFileSync(`${clientKey}.pub`), 0o600, 0, 0);
+  write(authorizedKeys, `#\n### SLINKY ###\n${readFileSync(`${clientKey}.pub`, "utf8")}`, 0o600, 0, 0);
   const sshdConfig = join(ssh, "sshd_config");
-  write(
-    sshdConfig,
-    [
-      // The LoginSet's sshd_config is the user's; this one listens on a harness port (host network).
-      `Port ${ports.loginSsh}`,
-      "ListenAddress 127.0.0.1",
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM yes",
-      "AuthorizedKeysFile .ssh/authorized_keys",
-      "",
-    ].join("\n"),
-    0o600,
-    0,
-    0,
-  );
+  write(sshdConfig, operatorSshdConfig([`Port ${ports.loginSsh}`, "ListenAddress 127.0.0.1"]), 0o600, 0, 0);
   const sssdConf = join(ssh, "sssd.conf");
   write(
     sssdConf,
