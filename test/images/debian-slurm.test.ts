@@ -28,8 +28,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTAINER_PREFIX, exec, GiveUp, logsOf, removeContainers, requireRunning, waitFor } from "./cluster.js";
 import { BASE_IMAGE, dockerEnv, dockerOk, ENGINE_DIR, ensureBase, HERE, REPO, run, startEngine, stopEngine, type Engine } from "./harness.js";
 import { type MiniClusterReport, miniClusterTests } from "./mini-cluster.js";
-import { httpProbe, OP, SLURM_UID, startPodContainer } from "./operator.js";
+import { OP, SLURM_UID, startPodContainer } from "./operator.js";
 import { operatorClusterTests, type OperatorReport } from "./operator-cluster.js";
+import { httpProbe } from "./probes.js";
 
 const MINUTE = 60_000;
 const BASE = process.env.SLINKY_SID_BASE_IMAGE ?? "slinky-base/debian:sid";

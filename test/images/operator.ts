@@ -2,7 +2,7 @@
  * An operator-shaped cluster: the images started the way slurm-operator v1.1.2's
  * builders (internal/builder/**) start them in Kubernetes, and v1.2.1's where
  * they changed (the slurm.conf it renders, no default gres.conf; the restart and
- * preStop checks in images.test.ts), with docker on this machine. What each pod
+ * preStop checks in operator-cluster.ts), with docker on this machine. What each pod
  * gets, and what stands in for Kubernetes here:
  *
  * - users: slurmctld and slurmdbd pods run as uid/gid 401 with fsGroup 401
@@ -29,9 +29,8 @@
  * - Where the operator's pod spec needs a Slurm newer than the harness builds, the
  *   checks say so by name (SLURM_2511_FEATURES).
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { CONTAINER_PREFIX, type ClusterPorts, DB_NAME, DB_USER, dbInitSql } from "./cluster.js";
 import { docker, dockerOk, run } from "./harness.js";
@@ -472,59 +471,6 @@ export const RECONFIGURE_CHECK = [
   "scontrol reconfigure",
   'echo "reconfigured as uid $(id -u)"',
 ].join("\n");
-
-/** HS256 JWT for slurmrestd (auth/jwt with jwt_key), as the operator's token generator makes one. */
-export function hs256Jwt(key: Buffer, user: string, lifetimeSeconds = 600): string {
-  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const now = Math.floor(Date.now() / 1000);
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ iat: now, exp: now + lifetimeSeconds, sun: user })}`;
-  return `${body}.${createHmac("sha256", key).update(body).digest("base64url")}`;
-}
-
-/** One HTTP GET on loopback; status and body, or the connection error. */
-export async function httpGet(
-  url: string,
-  headers: Record<string, string> = {},
-  timeoutMs = 10_000,
-): Promise<{ status: number; body: string } | { error: string }> {
-  try {
-    const response = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
-    return { status: response.status, body: await response.text() };
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    return { error: cause?.code ?? cause?.message ?? String(error) };
-  }
-}
-
-/**
- * An HTTP probe, as Kubernetes' httpGet: passes on any status from 200 to 399
- * (a redirect is not followed: the kubelet counts it a success), fails on
- * any other status or no answer. Slurm 25.11's /livez answers 204.
- */
-export async function httpProbe(url: string, timeoutMs = 10_000): Promise<{ passed: boolean; status?: number; error?: string }> {
-  try {
-    const response = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
-    await response.arrayBuffer();
-    return { passed: response.status >= 200 && response.status < 400, status: response.status };
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    return { passed: false, error: cause?.code ?? cause?.message ?? String(error) };
-  }
-}
-
-/** A TCP probe, as Kubernetes' tcpSocket: the port accepts a connection. */
-export async function tcpProbe(port: number, host = "127.0.0.1", timeoutMs = 5_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
-  });
-}
 
 /** `docker diff` entries outside the given mount points (and their parent directories). */
 export async function changesOutsideMounts(container: string, mountPoints: readonly string[]): Promise<string[]> {
