@@ -18,7 +18,8 @@ packages=(
   qemu-user-static # runs linux/arm64 binaries (registered by test/emulation.sh)
   binfmt-support   # update-binfmts, which registers qemu's interpreters
   iptables         # the engine tests: one NAT rule for the Dagger engine's namespace
-  iproute2         # the engine tests: its network namespace and veth pair
+  iproute2         # the engine tests: its network namespace and veth pair; the compose test's namespace
+  docker-compose   # the compose test: Debian's docker-compose 1.29 brings up examples/compose
 )
 
 missing=()

@@ -27,6 +27,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTAINER_PREFIX, exec, GiveUp, logsOf, removeContainers, requireRunning, waitFor } from "./cluster.js";
 import { BASE_IMAGE, dockerEnv, dockerOk, ENGINE_DIR, ensureBase, HERE, REPO, run, startEngine, stopEngine, type Engine } from "./harness.js";
+import { type ComposeReport, composeTests } from "./compose.js";
 import { type MiniClusterReport, miniClusterTests } from "./mini-cluster.js";
 import { OP, SLURM_UID, startPodContainer } from "./operator.js";
 import { operatorClusterTests, type OperatorReport } from "./operator-cluster.js";
@@ -34,7 +35,7 @@ import { httpProbe } from "./probes.js";
 
 const MINUTE = 60_000;
 const BASE = process.env.SLINKY_SID_BASE_IMAGE ?? "slinky-base/debian:sid";
-const IMAGE = (target: string) => `slinky-test/debian-slurm-${target}:sid`;
+const IMAGE = (target: string) => `slinky-test/debian-slurm/${target}:sid`;
 const PORTS = { slurmctld: 17817, slurmd: 17818, srunLow: 17900, srunHigh: 17950, slurmdSsh: 17822, loginSsh: 17823 };
 const NAMES = {
   ctld: `${CONTAINER_PREFIX}sid-slurmctld`,
@@ -84,6 +85,7 @@ const report = {
   operator: {} as Record<string, string>,
   miniCluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false } as MiniClusterReport,
   operatorCluster: { passed: false, checks: {}, needsSlurm2511: [] } as OperatorReport,
+  compose: { upSeconds: 0, health: {}, sinfo: "", srun: "", sacct: "", mpi: "", restPing: "", leftAfterDown: [], passed: false } as ComposeReport,
 };
 
 /** Files of one cluster: /etc/slurm for slurmctld and login (slurm.conf, cgroup.conf, key), the key alone for slurmd. */
@@ -261,6 +263,8 @@ describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images'
     ref: IMAGE,
     baseImage: () => BASE_IMAGE,
   };
-  miniClusterTests(subject, report.miniCluster, "Debian's build of Slurm ships no mpi/pmix plugin (mpi_pmix.so)");
+  const noMpi = "Debian's build of Slurm ships no mpi/pmix plugin (mpi_pmix.so)";
+  miniClusterTests(subject, report.miniCluster, noMpi);
   operatorClusterTests(subject, report.operatorCluster);
+  composeTests(subject, report.compose, noMpi);
 });

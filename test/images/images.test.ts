@@ -33,6 +33,7 @@ import {
   startEngine,
   stopEngine,
 } from "./harness.js";
+import { type ComposeReport, composeTests } from "./compose.js";
 import { miniClusterTests } from "./mini-cluster.js";
 import { type ClusterSubject, operatorClusterTests } from "./operator-cluster.js";
 import {
@@ -79,6 +80,7 @@ const report = {
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
+  compose: { upSeconds: 0, health: {}, sinfo: "", srun: "", sacct: "", mpi: "", restPing: "", leftAfterDown: [], passed: false } as ComposeReport,
   totalSeconds: 0,
 };
 
@@ -146,6 +148,7 @@ function renderTable(): string {
     `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
     `operator-shaped cluster: ${report.operator.passed ? "passed" : "not passed"}` +
       (report.operator.needsSlurm2511.length > 0 ? ` (not run, need Slurm 25.11: ${report.operator.needsSlurm2511.join("; ")})` : ""),
+    `compose cluster: ${report.compose.passed ? `passed (up and healthy in ${report.compose.upSeconds} s)` : "not passed"}`,
   ].join("\n");
 }
 
@@ -278,4 +281,5 @@ describe.sequential("debian13 images built by BuildKit", () => {
   };
   miniClusterTests(subject, report.cluster);
   operatorClusterTests(subject, report.operator);
+  composeTests(subject, report.compose);
 });
