@@ -46,7 +46,7 @@ const NODE = OP.workerPod;
 const PARTITION = "slinky";
 /** The line sid served when written: the checks of the operator's 25.11 features run (the first test holds it at >= 25.11). */
 const LINE = "26.05";
-const TARGETS = ["slurmctld", "slurmd", "login", "slurmdbd", "slurmrestd"];
+const TARGETS = ["slurmctld", "slurmd", "login", "slurmdbd", "slurmrestd", "sackd"];
 
 /** slurm.conf in the operator's shape (configless, a NodeSet of dynamic nodes), on the test's ports. */
 function slurmConf(): string {

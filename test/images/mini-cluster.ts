@@ -25,7 +25,7 @@ import {
   waitFor,
   writeClusterFiles,
 } from "./cluster.js";
-import { ENGINE_DIR } from "./harness.js";
+import { docker, ENGINE_DIR } from "./harness.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 
 const MINUTE = 60_000;
@@ -37,6 +37,7 @@ export const MINI_NAMES = {
   ctld: `${CONTAINER_PREFIX}slurmctld`,
   slurmd: `${CONTAINER_PREFIX}slurmd`,
   login: `${CONTAINER_PREFIX}login`,
+  sackd: `${CONTAINER_PREFIX}sackd`,
 } as const;
 
 export interface MiniClusterReport {
@@ -126,7 +127,7 @@ export function miniClusterTests(s: ClusterSubject, report: MiniClusterReport, n
           report.sinfo = await waitFor(
             "sinfo to show the node idle",
             async () => {
-              await requireRunning(Object.values(names));
+              await requireRunning([names.db, names.dbd, names.ctld, names.slurmd, names.login]);
               const r = await exec(names.login, ["sinfo", "--noheader", "-N", "-o", "%N %T %P"], 30_000);
               return r.code === 0 && r.stdout.includes(`${NODE_NAME} idle ${PARTITION}`) ? r.stdout.trim() : undefined;
             },
@@ -166,6 +167,32 @@ export function miniClusterTests(s: ClusterSubject, report: MiniClusterReport, n
       },
       20 * MINUTE,
     );
+
+    it("the sackd image, started as root: sackd runs as slurm, and a user who cannot read the key runs sinfo through its socket", async () => {
+      expect(started).toBe(true);
+      {
+        await removeContainers([names.sackd]);
+        // slurm.conf and the key from the shared /etc/slurm: not configless, so it holds no SlurmdPort.
+        await startDaemon({ name: names.sackd, image: s.ref("sackd"), mounts: [`${files!.etc}:/etc/slurm:ro`] });
+        await withLogs(async () => {
+          const owners = await waitFor(
+            "sackd to run with its socket",
+            async () => {
+              await requireRunning([names.sackd]);
+              const ready = await exec(names.sackd, ["test", "-S", "/run/slurm/sack.socket"]);
+              const ps = await exec(names.sackd, ["ps", "-o", "ruser=,euser=", "-C", "sackd"]);
+              return ready.code === 0 && ps.stdout.trim() ? ps.stdout.trim() : undefined;
+            },
+            { timeoutMs: MINUTE },
+          );
+          expect(new Set(owners.split("\n").map((row) => row.trim().split(/\s+/).join(" ")))).toEqual(new Set(["slurm slurm"]));
+          const sinfo = await docker(["exec", "-u", "65534:65534", names.sackd, "sinfo", "--noheader", "-N", "-o", "%N %T"], { timeoutMs: MINUTE });
+          expect(sinfo.code, `${sinfo.stdout}${sinfo.stderr}`).toBe(0);
+          expect(sinfo.stdout).toContain(`${NODE_NAME} idle`);
+        });
+      }
+      await removeContainers([names.sackd]);
+    }, 5 * MINUTE);
 
     it.skipIf(noMpi !== undefined)(
       noMpi ? `skipped: ${noMpi}` : "a 2-rank Open MPI job runs through mpi/pmix, and no daemon logs a PMIx failure",

@@ -3,8 +3,10 @@
 # as BuildKit cache mounts.
 #
 #   apt.sh install PKG|./file.deb ...   update the lists, install without recommends
-#   apt.sh build-deps CONTROL [HOST_ARCH]
-#                                       install the Build-Depends of a debian/control;
+#   apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]
+#                                       install the Build-Depends of a debian/control
+#                                       (but those --without names: a whole line of
+#                                       Build-Depends, for what no image needs);
 #                                       with HOST_ARCH other than the build machine's,
 #                                       for cross-building to HOST_ARCH (mk-build-deps
 #                                       --host-arch: libraries of HOST_ARCH, tools of the
@@ -43,11 +45,20 @@ install)
 	apt_get install --no-install-recommends "$@"
 	;;
 build-deps)
-	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh build-deps CONTROL [HOST_ARCH]" >&2; exit 2; }
+	without=
+	if [ "${1:-}" = --without ]; then
+		without=$2
+		shift 2
+	fi
+	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2; exit 2; }
 	apt_get update
 	apt_get install --no-install-recommends devscripts equivs
 	work=$(mktemp -d)
 	cp "$1" "$work/control"
+	for package in $(echo "$without" | tr ',' ' '); do
+		grep -Eq "^[[:space:]]+$package,?\$" "$work/control" || { echo "apt.sh: $package is no Build-Depends line of $1" >&2; exit 1; }
+		sed -i -E "/^[[:space:]]+$package,?\$/d" "$work/control"
+	done
 	build=$(dpkg --print-architecture)
 	host=${2:-$build}
 	set --
@@ -64,7 +75,7 @@ build-deps)
 	rm -rf "$work"
 	;;
 *)
-	echo "usage: apt.sh install PKG... | apt.sh build-deps CONTROL [HOST_ARCH]" >&2
+	echo "usage: apt.sh install PKG... | apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2
 	exit 2
 	;;
 esac

@@ -23,9 +23,18 @@ cp -a "$src" "$work/slurm"
 # nocheck, nodoc: no test suite run, no docs installed where debhelper allows.
 # noddebs: no debug-symbol packages (.ddeb on Ubuntu, -dbgsym .deb on Debian).
 DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck nodoc noddebs terse"
-# config.site (beside this script) turns off static libraries: half the compiling.
+# config.site (beside this script) turns off static libraries (half the
+# compiling) and sview (a GTK GUI).
 CONFIG_SITE="$here/config.site"
-export DEB_BUILD_OPTIONS CONFIG_SITE
+# Only the packages some image installs (the Dockerfile's /debs/slurm-smd*.deb):
+# debhelper skips the others (-N), so none is assembled, compressed or collected.
+# Slurm's debian/rules still builds the perl API, the pmi and wrapper contribs
+# (it has no switch for them); the packages just leave their files out.
+NOT_SHIPPED="slurm-smd-doc slurm-smd-sview slurm-smd-libslurm-perl slurm-smd-torque slurm-smd-openlava slurm-smd-libpmi0"
+DH_OPTIONS=
+for package in $NOT_SHIPPED; do DH_OPTIONS="$DH_OPTIONS -N$package"; done
+DH_OPTIONS=${DH_OPTIONS# }
+export DEB_BUILD_OPTIONS CONFIG_SITE DH_OPTIONS
 # debuild's options, then dpkg-buildpackage's: none more natively.
 preserve=
 host_arch=
@@ -53,8 +62,10 @@ if [ "$host" != "$build" ]; then
 fi
 start=$(date +%s)
 # shellcheck disable=SC2086 # $preserve and $host_arch: options or nothing
-(cd "$work/slurm" && debuild --preserve-envvar=DEB_BUILD_OPTIONS --preserve-envvar=CONFIG_SITE $preserve \
-	--no-lintian $host_arch -b -uc -us >"$work/debuild.log" 2>&1) || {
+# -d: the build dependencies were installed by apt.sh build-deps, without
+# libgtk2.0-dev (sview's only), which dpkg-checkbuilddeps would ask for.
+(cd "$work/slurm" && debuild --preserve-envvar=DEB_BUILD_OPTIONS --preserve-envvar=CONFIG_SITE --preserve-envvar=DH_OPTIONS $preserve \
+	--no-lintian $host_arch -b -uc -us -d >"$work/debuild.log" 2>&1) || {
 	tail -n 200 "$work/debuild.log" >&2
 	exit 1
 }
