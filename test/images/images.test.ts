@@ -72,6 +72,8 @@ const rows = new Map<string, ImageRow>(
 const report = {
   flavor: "debian13",
   slurmVersion: SLURM_SOURCE.version as string,
+  /** Which inputs were real and which STAND-IN. */
+  inputs: { slurm: SLURM_SOURCE.standIn ? `STAND-IN ${SLURM_SOURCE.version}` : `real ${SLURM_SOURCE.version} (${SLURM_SOURCE.file})`, pyxis: "", enroot: "" },
   engine: { dir: ENGINE_DIR, reused: false },
   base: { name: BASE_IMAGE, id: "" },
   setupSeconds: 0,
@@ -98,6 +100,7 @@ beforeAll(async () => {
   report.base.id = await ensureBase(BASE_IMAGE);
   const slurmPath = await slurmSource();
   const served = await standInSources(join(INPUTS_DIR, "standins"));
+  report.inputs = { ...report.inputs, ...served.inputs };
   server = await serveFiles({ [SLURM_SOURCE.file]: slurmPath, ...served.files }, FILES_PORT);
   const sources: HarnessSources = {
     base: { name: BASE_IMAGE, id: report.base.id },
@@ -140,6 +143,7 @@ function renderTable(): string {
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join("  ");
   return [
+    `inputs: Slurm ${report.inputs.slurm}, pyxis ${report.inputs.pyxis}, enroot ${report.inputs.enroot}`,
     `debian13 images, Slurm ${report.slurmVersion} (engine ${report.engine.reused ? "reused" : "started"}, ` +
       `setup ${report.setupSeconds} s, total ${report.totalSeconds} s)`,
     line(header),
