@@ -277,6 +277,21 @@ describe.sequential("debian13 images built by BuildKit", () => {
     10 * MINUTE,
   );
 
+  it("pyxis images: slurm-operator's documented plugstack.conf (`include /usr/share/pyxis/*`, docs/usage/pyxis.md) loads pyxis in srun", async () => {
+    for (const image of ["slurmd-pyxis", "login-pyxis"]) {
+      const ref = plan.ref(IMAGES.find((i) => i.name === image)!);
+      const script = [
+        "set -e",
+        'printf "ClusterName=x\\nSlurmctldHost=localhost\\n" >/etc/slurm/slurm.conf',
+        'printf "include /usr/share/pyxis/*\\n" >/etc/slurm/plugstack.conf',
+        "srun --help",
+      ].join("\n");
+      const r = await docker(["run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", script], { timeoutMs: 2 * MINUTE });
+      expect(r.code, `${image}: ${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout, image).toMatch(/--container-image=/);
+    }
+  });
+
   /** The recipe's images as the harness built them. */
   const subject: ClusterSubject = {
     label: "the recipe's images",
