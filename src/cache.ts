@@ -18,7 +18,7 @@
  */
 import { silentLogger, type Logger } from "./log.js";
 import { decodeParts, type RunKeys, shortParts } from "./keys.js";
-import { formatRef, type ImageRef, MEDIA_TYPES, parseRef, RegistryClient, RegistryError } from "./registry.js";
+import { formatRef, type ImageRef, MEDIA_TYPES, RegistryClient, RegistryError, repositoryOf } from "./registry.js";
 import { refSlug } from "./tags.js";
 
 export const CACHE_LABELS = {
@@ -70,8 +70,7 @@ export function newestTag(scope: Scope): string {
 
 /** The cache repository of a package set or an image, e.g. registry/group/project/cache/slurmd. */
 export function cacheRepository(cacheRegistry: string, name: string): ImageRef {
-  const ref = parseRef(`${cacheRegistry.replace(/\/+$/, "")}/${name}`);
-  return { registry: ref.registry, repository: ref.repository };
+  return repositoryOf(cacheRegistry, name);
 }
 
 /** The labels a cache entry carries in its image config. */

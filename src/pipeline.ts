@@ -34,7 +34,7 @@ import {
   verifierFromArgs,
   verifyingRunner,
 } from "./cosign.js";
-import { parseRef, RegistryClient } from "./registry.js";
+import { RegistryClient, repositoryOf } from "./registry.js";
 import { runCi, type Signing } from "./release.js";
 import { CONTAINER_PATHS, type Predicates, signTarget, verifiedOrWhy } from "./signing.js";
 import { dpkgQuery, parseDpkgQuery, spdxDocument } from "./sbom.js";
@@ -122,7 +122,7 @@ export interface Stages {
 
 /** The registry host of a registry path (what withRegistryAuth wants). */
 export function registryHost(registry: string): string {
-  return parseRef(`${registry.replace(/\/+$/, "")}/probe`).registry;
+  return repositoryOf(registry, "probe").registry;
 }
 
 /** The image with its smoke-check script run in it (entrypoint not used). */
@@ -262,7 +262,7 @@ async function writeCache(
       if (!(row.image in plan.images) || reusedEntry(cached, row.image) || !row.digest) continue;
       const key = plan.keys.images[row.image];
       if (!key) continue;
-      const source = { ...parseRef(`${run.registry.replace(/\/+$/, "")}/${row.image}`), tag: undefined, digest: row.digest };
+      const source = { ...repositoryOf(run.registry, row.image), digest: row.digest };
       const written = await writeEntry({ client, source, repository: cacheRepository(plan.registry, row.image), key: key.key, scope: plan.scope, log });
       if (written.ref) writes.images[row.image] = written.ref;
       if (written.error) writes.warnings.push(written.error);

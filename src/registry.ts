@@ -95,6 +95,15 @@ export function formatRef(ref: ImageRef): string {
   return `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
 }
 
+/**
+ * The repository `name` under a registry path (host[:port][/group/project], a
+ * trailing "/" ignored), e.g. registry.example.com/group/project + slurmd.
+ */
+export function repositoryOf(registryPath: string, name: string): ImageRef {
+  const ref = parseRef(`${registryPath.replace(/\/+$/, "")}/${name}`);
+  return { registry: ref.registry, repository: ref.repository };
+}
+
 function toRef(ref: string | ImageRef): ImageRef {
   return typeof ref === "string" ? parseRef(ref) : ref;
 }

@@ -13,7 +13,7 @@
  */
 import pLimit from "p-limit";
 import { silentLogger, type Logger } from "./log.js";
-import { formatRef, NotRetried, parseRef, type PlatformDigest, RegistryClient } from "./registry.js";
+import { formatRef, NotRetried, parseRef, type PlatformDigest, RegistryClient, repositoryOf } from "./registry.js";
 import {
   imageRow,
   type ImageReport,
@@ -62,11 +62,6 @@ export interface PublishOptions {
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-function repoOf(registry: string, image: string) {
-  const r = parseRef(`${registry.replace(/\/+$/, "")}/${image}`);
-  return { registry: r.registry, repository: r.repository };
-}
-
 /** Push every image once, check its digest, and point the branch -latest tag at it. */
 export async function publish(options: PublishOptions): Promise<PublishedImage[]> {
   const log = options.log ?? silentLogger();
@@ -75,7 +70,7 @@ export async function publish(options: PublishOptions): Promise<PublishedImage[]
     options.images.map((image) =>
       limit(async (): Promise<PublishedImage> => {
         const started = Date.now();
-        const repo = repoOf(options.registry, image);
+        const repo = repositoryOf(options.registry, image);
         const commitRef = formatRef({ ...repo, tag: options.tags.commit });
         const row: PublishedImage = {
           image,
@@ -244,7 +239,7 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
   const checks = await Promise.all(
     options.images.map((image) =>
       limit(async (): Promise<Step | { image: string; error: string }> => {
-        const repo = repoOf(options.registry, image);
+        const repo = repositoryOf(options.registry, image);
         const digest = byImage.get(image)?.digest as string;
         try {
           await client.getManifest({ ...repo, digest }); // hashes the bytes against the digest
@@ -279,7 +274,7 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
       options.images.map((image) =>
         limit(async (): Promise<ProductionTag> => {
           const checked = steps.find((s) => s.image === image);
-          const ref = formatRef({ ...repoOf(options.registry, image), tag: productionTag });
+          const ref = formatRef({ ...repositoryOf(options.registry, image), tag: productionTag });
           const wanted = byImage.get(image)?.digest as string;
           if (checked) return { image, ref, old: checked.previous, new: wanted, now: checked.previous, state: "old" };
           try {
@@ -295,7 +290,7 @@ export async function promote(options: PromoteOptions): Promise<PromotionResult>
   }
 
   const read = async (s: Step): Promise<string | null> =>
-    (await client.headManifest({ ...repoOf(options.registry, s.image), tag: productionTag }))?.digest ?? null;
+    (await client.headManifest({ ...repositoryOf(options.registry, s.image), tag: productionTag }))?.digest ?? null;
   const conflict = (error: ConflictError, image: string) => {
     result.conflicts.push({ image, ref: error.ref, expected: error.expected, found: error.found });
     log.error({ ref: error.ref, expected: error.expected, found: error.found }, "conflict: another writer changed a production tag");
@@ -444,7 +439,7 @@ async function moveTag(
   touching: () => void,
 ): Promise<void> {
   const { client } = options;
-  const repo = repoOf(options.registry, s.image);
+  const repo = repositoryOf(options.registry, s.image);
   const target = { ...repo, tag: productionTag };
   const source = await client.getManifest({ ...repo, digest: s.digest });
   let written = false;
@@ -474,7 +469,7 @@ async function restore(
   log: Logger,
 ): Promise<string | null> {
   const { client } = options;
-  const repo = repoOf(options.registry, s.image);
+  const repo = repositoryOf(options.registry, s.image);
   let why = "rollback not attempted";
   let round = 0;
   const attempt = async (): Promise<string | null> => {
@@ -563,7 +558,7 @@ export async function signPublished(
     published.map((p) =>
       limit(async (): Promise<SigningRow> => {
         const started = Date.now();
-        const repo = repoOf(registry, p.image);
+        const repo = repositoryOf(registry, p.image);
         const repository = formatRef(repo);
         const row: SigningRow = { image: p.image, ok: false, digests: [], signatureBytes: null, attestationBytes: null, ms: 0, error: null };
         try {

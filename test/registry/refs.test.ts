@@ -1,6 +1,6 @@
 /** Reference, challenge and Retry-After parsing of the registry client. */
 import { describe, expect, it } from "vitest";
-import { digestOf, formatRef, parseChallenge, parseRef, parseRetryAfter, sameScope, verifyDigest } from "../../src/registry.js";
+import { digestOf, formatRef, parseChallenge, parseRef, parseRetryAfter, repositoryOf, sameScope, verifyDigest } from "../../src/registry.js";
 
 const D = `sha256:${"a".repeat(64)}`;
 
@@ -32,6 +32,18 @@ describe("image references", () => {
     ["r.example.com/x@sha256:abc", /64 lowercase hex/],
   ])("refuses %j", (input, message) => {
     expect(() => parseRef(input)).toThrow(message);
+  });
+});
+
+describe("a repository under a registry path", () => {
+  it("is the registry host and the path plus the name, with or without trailing slashes, never a tag", () => {
+    expect(repositoryOf("registry.example.com:5000/group/project", "slurmd")).toEqual({ registry: "registry.example.com:5000", repository: "group/project/slurmd" });
+    expect(repositoryOf("registry.example.com/group/project//", "cache/packages")).toEqual({ registry: "registry.example.com", repository: "group/project/cache/packages" });
+    expect(repositoryOf("localhost:5000", "slurmctld")).toEqual({ registry: "localhost:5000", repository: "slurmctld" });
+  });
+
+  it("refuses what is no repository path", () => {
+    expect(() => repositoryOf("registry.example.com/Group", "slurmd")).toThrow(/bad repository path/);
   });
 });
 
