@@ -201,6 +201,20 @@ export async function logsOf(container: string): Promise<string> {
 }
 
 /** Removes the given containers (by their harness names only), ignoring absent ones. */
+/** Every container's log (its last lines), one section each: what a failure is reported with. */
+export async function logsOfAll(names: readonly string[]): Promise<string> {
+  return (await Promise.all(names.map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");
+}
+
+/** Runs `checks`; a failure is rethrown carrying what `diagnose` says (the containers' logs). */
+export async function withDiagnosis(diagnose: () => Promise<string>, checks: () => Promise<void>): Promise<void> {
+  try {
+    await checks();
+  } catch (error) {
+    throw new Error(`${String(error)}\n${await diagnose()}`);
+  }
+}
+
 export async function removeContainers(names: readonly string[]): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(CONTAINER_PREFIX)) throw new Error(`refusing to remove ${name}: not a harness container`);

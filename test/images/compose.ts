@@ -12,13 +12,14 @@
  * test/images/compose-mariadb/ is Debian's mariadb-server with the part of the
  * official image's interface the project uses (MARIADB_IMAGE overrides it).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildMpiHello, waitFor } from "./cluster.js";
+import { buildMpiHello, waitFor, withDiagnosis } from "./cluster.js";
 import { dockerEnv, dockerOk, ENGINE_DIR, HERE, REPO, run, type RunResult } from "./harness.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 import { restApiVersion } from "./operator.js";
+import { sshArgs } from "./probes.js";
 
 const MINUTE = 60_000;
 const PROJECT = "slinkytest";
@@ -75,13 +76,7 @@ export function composeTests(s: ClusterSubject, report: ComposeReport, noMpi?: s
       const logs = await compose(["logs", "--no-color", "--tail", "60"]);
       return `${ps.stdout}\n${logs.stdout}${logs.stderr}`;
     };
-    const withLogs = async (checks: () => Promise<void>) => {
-      try {
-        await checks();
-      } catch (error) {
-        throw new Error(`${String(error)}\n${await diagnose()}`);
-      }
-    };
+    const withLogs = (checks: () => Promise<void>) => withDiagnosis(diagnose, checks);
     /** What the project left on the engine: containers, volumes, networks with its label. */
     const leftovers = async () => {
       const label = `label=com.docker.compose.project=${PROJECT}`;
@@ -256,15 +251,8 @@ export function composeTests(s: ClusterSubject, report: ComposeReport, noMpi?: s
       expect(up).toBe(true);
       await withLogs(async () => {
         const pub = await inService("login", ["cat", "/etc/ssh/keys/ssh_host_ed25519_key.pub"]);
-        const knownHosts = join(dir, "known_hosts");
-        writeFileSync(knownHosts, `[127.0.0.1]:${PORTS.ssh} ${pub.stdout.trim().split(/\s+/).slice(0, 2).join(" ")}\n`);
         const ssh = await inNamespace(
-          [
-            "ssh", "-F", "/dev/null", "-i", join(dir, "id_ed25519"), "-p", String(PORTS.ssh),
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "HostKeyAlgorithms=ssh-ed25519", "-o", "ConnectTimeout=20",
-            "root@127.0.0.1", "sinfo --noheader -o %D",
-          ],
+          ["ssh", ...sshArgs({ identity: join(dir, "id_ed25519"), port: PORTS.ssh, hostKey: pub.stdout, knownHosts: join(dir, "known_hosts"), command: "sinfo --noheader -o %D" })],
           2 * MINUTE,
         );
         expect(ssh.code, `${ssh.stdout}${ssh.stderr}`).toBe(0);

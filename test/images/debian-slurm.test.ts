@@ -25,7 +25,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONTAINER_PREFIX, exec, GiveUp, logsOf, removeContainers, requireRunning, waitFor } from "./cluster.js";
+import { CONTAINER_PREFIX, exec, GiveUp, logsOf, logsOfAll, removeContainers, requireRunning, waitFor, withDiagnosis } from "./cluster.js";
 import { BASE_IMAGE, dockerEnv, dockerOk, ENGINE_DIR, ensureBase, HERE, REPO, run, startEngine, stopEngine, type Engine } from "./harness.js";
 import { type ComposeReport, composeTests } from "./compose.js";
 import { type MiniClusterReport, miniClusterTests } from "./mini-cluster.js";
@@ -187,14 +187,7 @@ async function clusterChecks(into: Record<string, string>): Promise<void> {
 }
 
 /** Runs `checks`; a failure carries the three containers' logs. */
-async function withLogs(checks: () => Promise<void>): Promise<void> {
-  try {
-    await checks();
-  } catch (error) {
-    const logs = await Promise.all(Object.values(NAMES).map(async (n) => `--- ${n}\n${await logsOf(n)}`));
-    throw new Error(`${String(error)}\n${logs.join("\n")}`);
-  }
-}
+const withLogs = (checks: () => Promise<void>) => withDiagnosis(() => logsOfAll(Object.values(NAMES)), checks);
 
 describe.sequential(`Debian's build of Slurm (sid's slurm-wlm) under the images' entrypoints`, () => {
   beforeAll(async () => {

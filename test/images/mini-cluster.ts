@@ -14,6 +14,7 @@ import {
   DEFAULT_PORTS,
   exec,
   logsOf,
+  logsOfAll,
   MPI_DIR,
   NODE_NAME,
   PARTITION,
@@ -23,6 +24,7 @@ import {
   requireRunning,
   startDaemon,
   waitFor,
+  withDiagnosis,
   writeClusterFiles,
 } from "./cluster.js";
 import { docker, ENGINE_DIR } from "./harness.js";
@@ -60,15 +62,8 @@ export function miniClusterTests(s: ClusterSubject, report: MiniClusterReport, n
     const names = MINI_NAMES;
     let files: ClusterFiles | undefined;
     let started = false;
-    const diagnose = async () => (await Promise.all(Object.values(names).map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");
     /** Runs `checks`; a failure carries every container's log. */
-    const withLogs = async (checks: () => Promise<void>) => {
-      try {
-        await checks();
-      } catch (error) {
-        throw new Error(`${String(error)}\n${await diagnose()}`);
-      }
-    };
+    const withLogs = (checks: () => Promise<void>) => withDiagnosis(() => logsOfAll(Object.values(names)), checks);
 
     afterAll(async () => {
       await removeContainers(Object.values(names));

@@ -7,14 +7,14 @@
  * harness's ports.
  */
 import { randomBytes } from "node:crypto";
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, removeContainers, requireRunning, waitFor } from "./cluster.js";
+import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, logsOfAll, removeContainers, requireRunning, waitFor, withDiagnosis } from "./cluster.js";
 import { docker, dockerOk, ENGINE_DIR, run } from "./harness.js";
 import { MINI_NAMES } from "./mini-cluster.js";
 import { startOperatorPods } from "./operator-pods.js";
-import { hs256Jwt, httpGet, httpProbe, tcpProbe } from "./probes.js";
+import { hs256Jwt, httpGet, httpProbe, sshArgs, tcpProbe } from "./probes.js";
 import {
   atLeast,
   changesOutsideMounts,
@@ -66,8 +66,7 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
     let started = false;
     const ref = (target: string) => s.ref(target);
     const inLogin = (command: string[], timeoutMs = 60_000) => exec(n.login, command, timeoutMs);
-    const diagnose = async () =>
-      (await Promise.all(Object.values(n).map(async (c) => `--- ${c}\n${await logsOf(c)}`))).join("\n");
+    const diagnose = () => logsOfAll(Object.values(n));
     const note = (key: string, value: string) => {
       report.checks[key] = value;
     };
@@ -88,7 +87,7 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
         files = await writeOperatorFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports, db.mysqlUid, s.version());
         note("slurmdbd.conf", files.slurmdbdConfNote);
         const f = files;
-        try {
+        await withDiagnosis(diagnose, async () => {
           await startOperatorPods(s, f, ports, db.ref);
           const sinfo = await waitFor(
             "sinfo in the login pod to show the dynamic node idle",
@@ -113,9 +112,7 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
           expect(await owner(n.login, "sackd")).toBe(slurm);
           expect(await owner(n.login, "sshd")).toBe("0:0");
           started = true;
-        } catch (error) {
-          throw new Error(`${String(error)}\n${await diagnose()}`);
-        }
+        });
       },
       15 * MINUTE,
     );
@@ -272,18 +269,14 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
     it("a user logs in over ssh (the operator's sshd_config, root's authorized key from the LoginSet) and runs srun", async () => {
       expect(started).toBe(true);
       // The client knows only the mounted host key: a host key made at start would be refused.
-      const knownHosts = join(files!.dir, "known_hosts");
-      writeFileSync(knownHosts, `[127.0.0.1]:${ports.loginSsh} ${files!.login.ed25519Pub.split(/\s+/).slice(0, 2).join(" ")}\n`);
-      const ssh = await run(
-        "ssh",
-        [
-          "-F", "/dev/null", "-i", files!.login.clientKey, "-p", String(ports.loginSsh),
-          "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-          "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "HostKeyAlgorithms=ssh-ed25519", "-o", "ConnectTimeout=20",
-          "root@127.0.0.1", "srun -N1 -t 1 --immediate=60 printenv SLURMD_NODENAME",
-        ],
-        { timeoutMs: 2 * MINUTE },
-      );
+      const args = sshArgs({
+        identity: files!.login.clientKey,
+        port: ports.loginSsh,
+        hostKey: files!.login.ed25519Pub,
+        knownHosts: join(files!.dir, "known_hosts"),
+        command: "srun -N1 -t 1 --immediate=60 printenv SLURMD_NODENAME",
+      });
+      const ssh = await run("ssh", args, { timeoutMs: 2 * MINUTE });
       note("ssh", `${ssh.stdout}${ssh.stderr}`.trim());
       expect(ssh.code, `${ssh.stdout}${ssh.stderr}`).toBe(0);
       expect(ssh.stdout.trim()).toBe(OP.workerPod);

@@ -16,6 +16,11 @@ const MINUTE = 60_000;
 /** Starts every pod's containers of `s`'s images with `f`'s files on `ports`; the database from `dbImage`. */
 export async function startOperatorPods(s: ClusterSubject, f: OperatorFiles, ports: OperatorPorts, dbImage: string): Promise<void> {
   const n = OP_NAMES;
+  /** A logfile sidecar, started before its daemon: it makes the FIFO `file` in the log emptyDir `logDir`. */
+  const startLogfile = async (name: string, hostname: string, logDir: string, file: string, user?: string, fsGroup?: number) => {
+    await startPodContainer(logfileSidecar(name, s.baseImage(), hostname, logDir, `/var/log/slurm/${file}`, user, fsGroup));
+    await waitFor(`the ${file} FIFO`, async () => (existsSync(join(logDir, file)) ? true : undefined), { timeoutMs: 30_000, intervalMs: 500 });
+  };
     const dbSocket = "/run/mysqld/slinky-test.sock";
     await startDaemon({
       name: n.db,
@@ -40,13 +45,7 @@ export async function startOperatorPods(s: ClusterSubject, f: OperatorFiles, por
       mounts: [`${f.accountingEtc}:/etc/slurm:ro`, `${f.empty.dbdRun}:/run`],
     });
     // controller: the logfile sidecar first (it makes the FIFO), then slurmctld.
-    await startPodContainer(
-      logfileSidecar(n.ctldLog, s.baseImage(), OP.controllerPod, f.empty.ctldLog, "/var/log/slurm/slurmctld.log", slurm, SLURM_UID),
-    );
-    await waitFor("the slurmctld log FIFO", async () => (existsSync(join(f.empty.ctldLog, "slurmctld.log")) ? true : undefined), {
-      timeoutMs: 30_000,
-      intervalMs: 500,
-    });
+    await startLogfile(n.ctldLog, OP.controllerPod, f.empty.ctldLog, "slurmctld.log", slurm, SLURM_UID);
     await startPodContainer({
       name: n.ctld,
       image: s.ref("slurmctld"),
@@ -77,11 +76,7 @@ export async function startOperatorPods(s: ClusterSubject, f: OperatorFiles, por
     // carries literal single quotes), POD_* env; logfile sidecar first.
     // Not --privileged: this machine's docker cannot grant every capability
     // (its bounding set lacks CAP_SYS_RESOURCE); BPF is unknown to docker 20.10.
-    await startPodContainer(logfileSidecar(n.slurmdLog, s.baseImage(), OP.workerPod, f.empty.workerLog, "/var/log/slurm/slurmd.log"));
-    await waitFor("the slurmd log FIFO", async () => (existsSync(join(f.empty.workerLog, "slurmd.log")) ? true : undefined), {
-      timeoutMs: 30_000,
-      intervalMs: 500,
-    });
+    await startLogfile(n.slurmdLog, OP.workerPod, f.empty.workerLog, "slurmd.log");
     await startPodContainer({
       name: n.slurmd,
       image: s.ref("slurmd"),

@@ -4,6 +4,7 @@
  * GET, and the HS256 JWT slurmrestd accepts.
  */
 import { createHmac } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 
 /** HS256 JWT for slurmrestd (auth/jwt with jwt_key), as the operator's token generator makes one. */
@@ -59,3 +60,18 @@ export async function tcpProbe(port: number, host = "127.0.0.1", timeoutMs = 5_0
   });
 }
 
+
+/**
+ * `ssh`'s arguments for a user logging in as root to 127.0.0.1:`port` with
+ * `identity`, trusting only `hostKey` (a public key line, written as the one
+ * entry of `knownHosts`), and running `command` there.
+ */
+export function sshArgs(o: { identity: string; port: number; hostKey: string; knownHosts: string; command: string }): string[] {
+  writeFileSync(o.knownHosts, `[127.0.0.1]:${o.port} ${o.hostKey.trim().split(/\s+/).slice(0, 2).join(" ")}\n`);
+  return [
+    "-F", "/dev/null", "-i", o.identity, "-p", String(o.port),
+    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+    "-o", `UserKnownHostsFile=${o.knownHosts}`, "-o", "HostKeyAlgorithms=ssh-ed25519", "-o", "ConnectTimeout=20",
+    "root@127.0.0.1", o.command,
+  ];
+}
