@@ -264,10 +264,12 @@ so=$(sed -n 's/^[[:space:]]*required[[:space:]]\\{1,\\}\\([^[:space:]]*spank_pyx
     checks.push({
       name: "enroot",
       sh: `out=$(enroot version 2>&1) || fail "enroot version exited $?: $out"
-d=/usr/share/enroot/enroot-data
-[ -d "$d" ] || fail "$d is missing"
-[ "$(stat -c %a "$d" 2>/dev/null)" = 777 ] || fail "$d mode is $(stat -c %a "$d" 2>/dev/null), expected 777"
-[ -d /run/enroot ] || fail "/run/enroot is missing"
+for d in /usr/share/enroot/enroot-data /run/enroot; do
+  [ -d "$d" ] || fail "$d is missing"
+  [ "$(stat -c %a "$d" 2>/dev/null)" = 1777 ] || fail "$d mode is $(stat -c %a "$d" 2>/dev/null), expected 1777"
+done
+conf=/etc/enroot/enroot.conf.d/50-slinky-paths.conf
+grep -Eq '^ENROOT_DATA_PATH[[:space:]]+/usr/share/enroot/enroot-data/' "$conf" 2>/dev/null || fail "$conf does not set ENROOT_DATA_PATH"
 for pkg in enroot enroot+caps nvidia-container-toolkit nvidia-container-toolkit-base; do
   dpkg-query -W -f='\${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || fail "package $pkg is not installed"
 done

@@ -47,7 +47,11 @@ export const PARTITION = "debug";
  * slurm.conf of the mini cluster. slurmctld only runs on a host named in
  * SlurmctldHost: with --network host a container has the host's name.
  */
-export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split(".")[0]!): string {
+export function slurmConf(
+  ports: ClusterPorts,
+  controllerHost = hostname().split(".")[0]!,
+  { cpus = 1, accounting = true }: { cpus?: number; accounting?: boolean } = {},
+): string {
   return [
     `ClusterName=${CLUSTER_NAME}`,
     `SlurmctldHost=${controllerHost}(127.0.0.1)`,
@@ -66,9 +70,9 @@ export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split
     "ProctrackType=proctrack/linuxproc",
     "TaskPlugin=task/none",
     "JobAcctGatherType=jobacct_gather/none",
-    "AccountingStorageType=accounting_storage/slurmdbd",
-    "AccountingStorageHost=127.0.0.1",
-    `AccountingStoragePort=${ports.slurmdbd}`,
+    ...(accounting
+      ? ["AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1", `AccountingStoragePort=${ports.slurmdbd}`]
+      : ["AccountingStorageType=accounting_storage/none"]),
     "SwitchType=switch/none",
     "MpiDefault=none",
     "ReturnToService=2",
@@ -80,7 +84,7 @@ export function slurmConf(ports: ClusterPorts, controllerHost = hostname().split
     "MailProg=/bin/true",
     "SlurmctldTimeout=30",
     "SlurmdTimeout=30",
-    `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=1 RealMemory=100 State=UNKNOWN`,
+    `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=${cpus} RealMemory=100 State=UNKNOWN`,
     `PartitionName=${PARTITION} Nodes=${NODE_NAME} Default=YES MaxTime=10 State=UP`,
     "",
   ].join("\n");
@@ -178,6 +182,10 @@ export interface Daemon {
   env?: Record<string, string>;
   mounts: string[];
   args?: string[];
+  /** Capabilities beyond docker's default set. */
+  capAdd?: string[];
+  /** docker run --security-opt values. */
+  securityOpt?: string[];
 }
 
 /** Starts a container through the image's own entrypoint, host network. */
@@ -185,6 +193,8 @@ export async function startDaemon(daemon: Daemon): Promise<void> {
   const args = ["run", "-d", "--name", daemon.name, "--network", "host", "--label", "slinky-test=cluster"];
   for (const [key, value] of Object.entries(daemon.env ?? {})) args.push("-e", `${key}=${value}`);
   for (const mount of daemon.mounts) args.push("-v", mount);
+  for (const cap of daemon.capAdd ?? []) args.push("--cap-add", cap);
+  for (const opt of daemon.securityOpt ?? []) args.push("--security-opt", opt);
   if (daemon.entrypoint) args.push("--entrypoint", daemon.entrypoint);
   args.push(daemon.image, ...(daemon.args ?? []));
   await dockerOk(args, { timeoutMs: 60_000 });

@@ -47,6 +47,8 @@ import {
   provenance,
 } from "./runner.js";
 import { standInSources } from "./serve-standins.js";
+import { type ContainerJobsReport, containerJobTests } from "./container-jobs.js";
+import { realInputsFrom } from "./real-inputs.js";
 
 const OUT = join(REPO, "out");
 const LOGS = join(OUT, "images-logs");
@@ -63,6 +65,9 @@ interface ImageRow {
 }
 
 const startedAt = Date.now();
+/** The real pyxis and enroot this run was given (bad ones are refused here, before any build). */
+const REAL = realInputsFrom(process.env);
+const STAND_INS = [REAL.pyxis ? "" : "pyxis", REAL.enroot ? "" : "enroot"].filter(Boolean);
 const rows = new Map<string, ImageRow>(
   IMAGES.map((image) => [
     image.name,
@@ -82,6 +87,7 @@ const report = {
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
+  containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,
   compose: { upSeconds: 0, health: {}, sinfo: "", srun: "", sacct: "", mpi: "", restPing: "", leftAfterDown: [], passed: false } as ComposeReport,
   totalSeconds: 0,
 };
@@ -99,7 +105,7 @@ beforeAll(async () => {
   report.engine.reused = engine.startedPid === null;
   report.base.id = await ensureBase(BASE_IMAGE);
   const slurmPath = await slurmSource();
-  const served = await standInSources(join(INPUTS_DIR, "standins"));
+  const served = await standInSources(join(INPUTS_DIR, "standins"), undefined, REAL);
   report.inputs = { ...report.inputs, ...served.inputs };
   server = await serveFiles({ [SLURM_SOURCE.file]: slurmPath, ...served.files }, FILES_PORT);
   const sources: HarnessSources = {
@@ -152,6 +158,7 @@ function renderTable(): string {
     `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
     `operator-shaped cluster: ${report.operator.passed ? "passed" : "not passed"}` +
       (report.operator.needsSlurm2511.length > 0 ? ` (not run, need Slurm 25.11: ${report.operator.needsSlurm2511.join("; ")})` : ""),
+    `container jobs: ${report.containerJobs.passed ? `passed (image ${report.containerJobs.imageSeconds} s, first start ${report.containerJobs.firstStartSeconds} s, second ${report.containerJobs.secondStartSeconds} s)` : STAND_INS.length > 0 ? "not run (STAND-IN pyxis/enroot)" : "not passed"}`,
     `compose cluster: ${report.compose.passed ? `passed (up and healthy in ${report.compose.upSeconds} s)` : "not passed"}`,
   ].join("\n");
 }
@@ -301,6 +308,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
     baseImage: () => report.base.name,
   };
   miniClusterTests(subject, report.cluster);
+  containerJobTests(subject, report.containerJobs, STAND_INS.length > 0 ? `STAND-IN ${STAND_INS.join(" and ")}` : undefined);
   operatorClusterTests(subject, report.operator);
   composeTests(subject, report.compose);
 });

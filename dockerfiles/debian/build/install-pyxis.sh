@@ -39,9 +39,12 @@ if [ -f /usr/share/enroot/bash_completion ]; then
 	ln -sf /usr/share/enroot/bash_completion /usr/share/bash-completion/completions/enroot
 fi
 
-install -d -m 0777 /usr/share/enroot/enroot-data
-chmod 0777 /usr/share/enroot/enroot-data
-install -d -m 0755 /run/enroot /etc/slurm/plugstack.conf.d
+# Every job user makes their own directory in these (enroot.conf.d/50-slinky-paths.conf,
+# and slurm-operator's documented enroot.conf uses /run/enroot/$UID): writable
+# by all, sticky so that no user can remove or rename another's.
+install -d -m 1777 /usr/share/enroot/enroot-data /run/enroot
+chmod 1777 /usr/share/enroot/enroot-data /run/enroot
+install -d -m 0755 /etc/slurm/plugstack.conf.d
 conf=/usr/share/pyxis/pyxis.conf
 [ -f "$conf" ] || { echo "install-pyxis.sh: $conf missing from the pyxis package" >&2; exit 1; }
 ln -sf "$conf" /etc/slurm/plugstack.conf.d/pyxis.conf

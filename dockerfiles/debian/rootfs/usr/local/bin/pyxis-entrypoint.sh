@@ -2,9 +2,11 @@
 # pyxis images' entrypoint: two mounts, as upstream's pyxis images make them,
 # then the image's own entrypoint. Both are best effort: a mount that fails
 # (no CAP_SYS_ADMIN, a read-only /proc) is logged and the daemon starts anyway.
-#   PYXIS_MOUNT_TMP=true     mount a tmpfs on /tmp (upstream efc20ba): container
-#                            images unpacked by enroot and the NVIDIA hooks' scratch
-#                            files stay in memory, off the node's container layer.
+#   PYXIS_MOUNT_TMP=true     mount a tmpfs on /tmp (upstream efc20ba): enroot's
+#                            scratch space (ENROOT_TEMP_PATH, /tmp unless set: the
+#                            layers `enroot import` converts) and the jobs' and
+#                            hooks' temporary files stay in memory, off the node's
+#                            container layer.
 #   PYXIS_REMOUNT_PROC=true  mount a fresh /proc (upstream 3e1a7e8): on GPU nodes
 #                            nvidia-container-cli runs ldconfig through
 #                            memfd/fexecve, which fails under the runtime's masked
