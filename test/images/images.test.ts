@@ -87,7 +87,7 @@ const report = {
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
-  containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,
+  containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, registryFirstSeconds: 0, registrySecondSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,
   compose: { upSeconds: 0, health: {}, sinfo: "", srun: "", sacct: "", mpi: "", restPing: "", leftAfterDown: [], passed: false } as ComposeReport,
   totalSeconds: 0,
 };
@@ -158,7 +158,7 @@ function renderTable(): string {
     `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
     `operator-shaped cluster: ${report.operator.passed ? "passed" : "not passed"}` +
       (report.operator.needsSlurm2511.length > 0 ? ` (not run, need Slurm 25.11: ${report.operator.needsSlurm2511.join("; ")})` : ""),
-    `container jobs: ${report.containerJobs.passed ? `passed (image ${report.containerJobs.imageSeconds} s, first start ${report.containerJobs.firstStartSeconds} s, second ${report.containerJobs.secondStartSeconds} s)` : STAND_INS.length > 0 ? "not run (STAND-IN pyxis/enroot)" : "not passed"}`,
+    `container jobs: ${report.containerJobs.passed ? `passed (image ${report.containerJobs.imageSeconds} s, first start ${report.containerJobs.firstStartSeconds} s, second ${report.containerJobs.secondStartSeconds} s; from the registry ${report.containerJobs.registryFirstSeconds} s, again ${report.containerJobs.registrySecondSeconds} s)` : STAND_INS.length > 0 ? "not run (STAND-IN pyxis/enroot)" : "not passed"}`,
     `compose cluster: ${report.compose.passed ? `passed (up and healthy in ${report.compose.upSeconds} s)` : "not passed"}`,
   ].join("\n");
 }
