@@ -5,58 +5,22 @@
  */
 import { createHash } from "node:crypto";
 import { argument, type Container, type Directory, type File, func, object, type Secret } from "@dagger.io/dagger";
-import { imageContainer, packagesDirectory, recipeOf } from "./build.js";
-import { scopeOf, summaryRows } from "./cache.js";
-import { type CachedBuild, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cachedbuild.js";
-import { createLogger } from "./log.js";
-import { imageSpec } from "./catalog.js";
-import { checkInputs, InvalidInputError, keylessVerifierProblems, signingProblems } from "./inputs.js";
-import { loadManifest, type Manifest, parseOverride } from "./manifest.js";
-import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./plan.js";
-import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./pipeline.js";
-import { type PlatformName, sortPlatforms } from "./platform.js";
-import { type SigningArgs, verifyInEngine } from "./cosign.js";
-import type { SigningMode } from "./signing.js";
+import { imageContainer, packagesDirectory, recipeOf } from "./build/build.engine.js";
+import { scopeOf, summaryRows } from "./cache/cache.js";
+import { type CachedBuild, cacheLine, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cache/cachedbuild.engine.js";
+import { createLogger } from "./core/log.js";
+import { imageSpec } from "./core/catalog.js";
+import { checkInputs, InvalidInputError, keylessVerifierProblems, signingProblems, noTrailingSlash } from "./core/inputs.js";
+import { loadManifest, type Manifest, parseOverride } from "./core/manifest.js";
+import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./build/plan.js";
+import { type EngineRun, engineRun, outcome, reportDirectory, smokeTested } from "./release/pipeline.engine.js";
+import { type PlatformName, sortPlatforms } from "./core/platform.js";
+import { SIGNING_OPTIONAL, signingArgs, signingFields, verifyInEngine } from "./supply-chain/cosign.engine.js";
+import type { SigningMode } from "./supply-chain/signing.js";
 
 /** " (linux/arm64)" after an image's name when a run builds several platforms. */
 function onPlatform(resolved: Resolved, platform: string): string {
   return resolved.platforms.length > 1 ? ` (${platform})` : "";
-}
-
-/** One line on what the build cache did, for build-all and test. */
-function cacheLine(cached: CachedBuild): string {
-  if (!cached.plan) return `build cache: not used (${cached.disabled})`;
-  const reused = Object.values(cached.plan.images).filter((r) => r.hit).length;
-  return (
-    `build cache ${cached.plan.registry}: package set ${cached.plan.packages.hit ? "hit" : "miss"}, ` +
-    `${reused} of ${Object.keys(cached.plan.images).length} images reused` +
-    (cached.warnings.length > 0 ? `; warnings: ${cached.warnings.join("; ")}` : "")
-  );
-}
-
-/** The signing arguments as the command line gives them: the mode still an unchecked string. */
-type SigningInputs = Omit<SigningArgs, "mode"> & { signing: string };
-
-/** The signing inputs that may be given empty (a CI variable left unset). */
-const SIGNING_OPTIONAL = ["fulcioUrl", "rekorUrl", "certificateIdentity", "certificateOidcIssuer"] as const;
-
-/** The signing strings checked with every other input. */
-function signingFields(s: SigningInputs) {
-  return { signing: s.signing, fulcioUrl: s.fulcioUrl, rekorUrl: s.rekorUrl, certificateIdentity: s.certificateIdentity, certificateOidcIssuer: s.certificateOidcIssuer };
-}
-
-/** Checked signing inputs as the engine run takes them (empty strings: not given). */
-function signingArgs(s: SigningInputs): SigningArgs {
-  return {
-    mode: s.signing as SigningMode,
-    signingKey: s.signingKey,
-    signingPassword: s.signingPassword,
-    oidcToken: s.oidcToken,
-    fulcioUrl: s.fulcioUrl || undefined,
-    rekorUrl: s.rekorUrl || undefined,
-    certificateIdentity: s.certificateIdentity || undefined,
-    certificateOidcIssuer: s.certificateOidcIssuer || undefined,
-  };
 }
 
 /** Builds, checks and publishes the Slurm images for slurm-operator (Slinky). */
@@ -412,7 +376,7 @@ export class SlinkyContainers {
     const run = await this.runArgs({ registry, branch, commitSha, commitTimestamp, username, password, slurmVersion, flavor, group, platforms });
     const cache = cacheOptions({
       switch: buildCache,
-      registry: cacheRegistry || (registry ? `${registry.replace(/\/+$/, "")}/cache` : undefined),
+      registry: cacheRegistry || (registry ? `${noTrailingSlash(registry)}/cache` : undefined),
       username,
       password,
       maxAgeDays: cacheMaxAgeDays,

@@ -3,7 +3,7 @@
  * SDK's module scanner exposes to `dagger call`, the lazy queries the engine
  * would receive, and ci's report when nothing can be built.
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,11 +11,11 @@ import { pathToFileURL } from "node:url";
 import { dag, type Directory } from "@dagger.io/dagger";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SlinkyContainers } from "../src/index.js";
-import { loadManifest } from "../src/manifest.js";
-import { publishable, registryHost, reportDirectory, smokeTested } from "../src/pipeline.js";
-import type { Report } from "../src/report.js";
-import { smokeScript } from "../src/smoke.js";
-import { queryOf, type ScannedObject, scanModule } from "./support/dagger.js";
+import { loadManifest } from "../src/core/manifest.js";
+import { publishable, registryHost, reportDirectory, smokeTested } from "../src/release/pipeline.engine.js";
+import type { Report } from "../src/release/report.js";
+import { smokeScript } from "../src/build/smoke.js";
+import { queryOf, type ScannedObject, scanModule, srcFiles } from "./support/dagger.js";
 
 const ROOT = join(import.meta.dirname, "..");
 
@@ -24,9 +24,7 @@ async function cachePolicies(): Promise<Record<string, string | undefined>> {
   const sdkDist = dirname(createRequire(import.meta.url).resolve("@dagger.io/dagger"));
   const clientGen = join(mkdtempSync(join(tmpdir(), "dagger-scan-")), "client.gen.ts");
   copyFileSync(join(sdkDist, "api", "client.gen.d.ts"), clientGen);
-  const files = readdirSync(join(ROOT, "src"))
-    .filter((f) => f.endsWith(".ts"))
-    .map((f) => join(ROOT, "src", f));
+  const files = srcFiles();
   const { scan } = (await import(pathToFileURL(join(sdkDist, "module", "introspector", "index.js")).href)) as {
     scan: (files: string[], name: string, load: boolean) => Promise<{ objects: Record<string, { methods: Record<string, { cache?: string }> }> }>;
   };

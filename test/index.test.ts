@@ -1,6 +1,6 @@
 import { dag } from "@dagger.io/dagger";
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadManifest } from "../src/manifest.js";
+import { loadManifest } from "../src/core/manifest.js";
 import { SlinkyContainers } from "../src/index.js";
 import { queryOf, type ScannedObject, scanModule } from "./support/dagger.js";
 
@@ -155,11 +155,11 @@ describe("the graph a build would send (lazy, no engine)", () => {
 
 describe("test: the smoke checks a build would run (lazy, no engine)", () => {
   it("runs the image's smoke script with sh, not through the entrypoint", async () => {
-    const { smokeScript } = await import("../src/smoke.js");
-    const { smokeTested } = await import("../src/pipeline.js");
-    const { imageContainer, recipeOf } = await import("../src/build.js");
-    const { resolve } = await import("../src/plan.js");
-    const { imageSpec } = await import("../src/catalog.js");
+    const { smokeScript } = await import("../src/build/smoke.js");
+    const { smokeTested } = await import("../src/release/pipeline.engine.js");
+    const { imageContainer, recipeOf } = await import("../src/build/build.engine.js");
+    const { resolve } = await import("../src/build/plan.js");
+    const { imageSpec } = await import("../src/core/catalog.js");
     const manifest = loadManifest();
     const resolved = resolve(manifest, { image: "slurmdbd" });
     const query = queryOf(

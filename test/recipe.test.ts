@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadManifest } from "../src/manifest.js";
+import { loadManifest } from "../src/core/manifest.js";
 
 const run = promisify(execFile);
 const SCRIPT = join(import.meta.dirname, "..", "dockerfiles", "debian", "build", "cross-apt.sh");

@@ -13,7 +13,7 @@
  *   architecture: enroot and enroot+caps .debs, the NVIDIA toolkit repository
  *   (labelled STAND-IN, served from 127.0.0.1 under arm64/), pinned in the site
  *   manifest as linux/arm64's pins (inputs.*.arch.arm64).
- * - The smoke checks of src/smoke.ts in every arm64 image: uname -m is aarch64,
+ * - The smoke checks of src/build/smoke.ts in every arm64 image: uname -m is aarch64,
  *   every Slurm and pyxis ELF is aarch64 with no missing library, the daemons print
  *   the version.
  * - Each image's amd64 and arm64 builds pushed to the real docker-registry on
@@ -27,11 +27,13 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGES, type ImageSpec } from "../../src/catalog.js";
-import { digestOf, MEDIA_TYPES, RegistryClient } from "../../src/registry.js";
-import { promote, publish, type PushFn } from "../../src/release.js";
-import { smokeScript } from "../../src/smoke.js";
-import { branchTags } from "../../src/tags.js";
+import { IMAGES, type ImageSpec } from "../../src/core/catalog.js";
+import { MEDIA_TYPES, RegistryClient } from "../../src/registry/client.js";
+import { digestOf } from "../../src/registry/reference.js";
+import { promote } from "../../src/release/promote.js";
+import { publish, type PushFn } from "../../src/release/publish.js";
+import { smokeScript } from "../../src/build/smoke.js";
+import { branchTags } from "../../src/core/tags.js";
 import {
   BASE_IMAGE,
   BASE_IMAGE_ARM64,

@@ -16,15 +16,15 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { join } from "node:path";
 import { connection, dag } from "@dagger.io/dagger";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGES } from "../../src/catalog.js";
+import { IMAGES } from "../../src/core/catalog.js";
 import { SlinkyContainers } from "../../src/index.js";
-import { deepMerge, loadManifest } from "../../src/manifest.js";
-import { imageLabels, resolve } from "../../src/plan.js";
+import { deepMerge, loadManifest } from "../../src/core/manifest.js";
+import { imageLabels, resolve } from "../../src/build/plan.js";
 import { BASE_IMAGE, DOCKER, dockerEnv, ENGINE_DIR, ensureBase, type FileServer, INPUTS_DIR, REPO, run, serveFiles, SLURM_SOURCE, slurmSource, startEngine, stopEngine, type Engine } from "../images/harness.js";
 import { FLAVOR } from "../images/runner.js";
 import { standInSources } from "../images/serve-standins.js";
 import { type RunningRegistry, startRegistry } from "../registry/harness.js";
-import type { Report } from "../../src/report.js";
+import type { Report } from "../../src/release/report.js";
 import { TLS_DIR } from "./global-setup.js";
 import { clientEnv, DAGGER_DIR, daggerVersion, engineUnavailable, HOST_ADDR, REGISTRY_PORT, startDaggerEngine, stopDaggerEngine } from "./dagger.js";
 

@@ -13,8 +13,8 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGES, type ImageSpec } from "../../src/catalog.js";
-import { smokeScript } from "../../src/smoke.js";
+import { IMAGES, type ImageSpec } from "../../src/core/catalog.js";
+import { smokeScript } from "../../src/build/smoke.js";
 import { CONTAINER_PREFIX, logsOf, removeContainers, waitFor } from "./cluster.js";
 import {
   BASE_IMAGE,

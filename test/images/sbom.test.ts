@@ -19,10 +19,11 @@ import { join } from "node:path";
 import { Ajv } from "ajv";
 import { PackageURL } from "packageurl-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGES, type ImageSpec } from "../../src/catalog.js";
-import { imageMaterials, moduleVersion } from "../../src/materials.js";
-import { slsaProvenance } from "../../src/provenance.js";
-import { DPKG_QUERY, parseDpkgQuery, SpdxDocumentSchema, spdxDocument } from "../../src/sbom.js";
+import { IMAGES, type ImageSpec } from "../../src/core/catalog.js";
+import { imageMaterials, moduleVersion } from "../../src/supply-chain/materials.js";
+import { slsaProvenance } from "../../src/supply-chain/provenance.js";
+import { DPKG_QUERY, parseDpkgQuery } from "../../src/supply-chain/dpkg.js";
+import { SpdxDocumentSchema, spdxDocument } from "../../src/supply-chain/sbom.js";
 import {
   BASE_IMAGE,
   dockerOk,

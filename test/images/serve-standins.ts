@@ -7,7 +7,7 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { loadManifest } from "../../src/manifest.js";
+import { loadManifest } from "../../src/core/manifest.js";
 import type { FileServer } from "./harness.js";
 import { describeInputs, type RealFile, type RealInputs, realInputsFrom } from "./real-inputs.js";
 import { makeStandIns, type StandInFile, standInOverride } from "./standins.js";

@@ -5,16 +5,10 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/log.js";
-import {
-  digestOf,
-  MEDIA_TYPES,
-  parseRef,
-  RegistryAuthError,
-  RegistryClient,
-  RegistryError,
-  RegistryNotFoundError,
-} from "../../src/registry.js";
+import { createLogger } from "../../src/core/log.js";
+import { MEDIA_TYPES, RegistryClient } from "../../src/registry/client.js";
+import { RegistryAuthError, RegistryError, RegistryNotFoundError } from "../../src/registry/errors.js";
+import { digestOf, parseRef } from "../../src/registry/reference.js";
 import {
   freePort,
   LogCapture,

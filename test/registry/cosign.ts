@@ -10,7 +10,7 @@ import { execFile, execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import type { CosignPaths, CosignRunner, CosignStep } from "../../src/signing.js";
+import type { CosignPaths, CosignRunner, CosignStep } from "../../src/supply-chain/signing.js";
 
 export const COSIGN_BIN = "/usr/bin/cosign";
 

@@ -17,7 +17,8 @@ import { createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { digestOf, MEDIA_TYPES, type RegistryClient } from "../../src/registry.js";
+import { MEDIA_TYPES, type RegistryClient } from "../../src/registry/client.js";
+import { digestOf } from "../../src/registry/reference.js";
 
 export const REGISTRY_BIN = "/usr/bin/docker-registry";
 

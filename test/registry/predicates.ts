@@ -1,7 +1,7 @@
 /**
  * Predicates to attest in the signing tests: the module's own documents
- * (src/pipeline.ts documentsOf: SPDX 2.3 from src/sbom.ts, SLSA v1 from
- * src/provenance.ts) made from REAL dpkg-query output of the harness's images
+ * (src/release/pipeline.engine.ts documentsOf: SPDX 2.3 from src/supply-chain/sbom.ts, SLSA v1 from
+ * src/supply-chain/provenance.ts) made from REAL dpkg-query output of the harness's images
  * (test/fixtures), the container that would run dpkg-query being a spy that
  * answers with that output (no engine here).
  */
@@ -9,11 +9,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Container } from "@dagger.io/dagger";
 import { dag } from "@dagger.io/dagger";
-import type { CachedBuild } from "../../src/cachedbuild.js";
-import { loadManifest } from "../../src/manifest.js";
-import { documentsOf, type EngineRun } from "../../src/pipeline.js";
-import { resolve } from "../../src/plan.js";
-import type { Predicates } from "../../src/signing.js";
+import type { CachedBuild } from "../../src/cache/cachedbuild.engine.js";
+import { loadManifest } from "../../src/core/manifest.js";
+import { documentsOf, type EngineRun } from "../../src/release/pipeline.engine.js";
+import { resolve } from "../../src/build/plan.js";
+import type { Predicates } from "../../src/supply-chain/signing.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures");
 const OUTPUT: Record<string, string> = {

@@ -4,11 +4,12 @@
  * what the registry holds afterwards (read directly, not through the proxy).
  * Used by the short soak in the default tests and by `npm run bench:promotion`.
  */
-import { silentLogger, type Logger } from "../../src/log.js";
-import { RegistryClient } from "../../src/registry.js";
-import { promote, publish, type PublishedImage } from "../../src/release.js";
-import type { PromotionResult } from "../../src/report.js";
-import { branchTags } from "../../src/tags.js";
+import { silentLogger, type Logger } from "../../src/core/log.js";
+import { RegistryClient } from "../../src/registry/client.js";
+import { promote } from "../../src/release/promote.js";
+import { publish, type PublishedImage } from "../../src/release/publish.js";
+import type { PromotionResult } from "../../src/release/report.js";
+import { branchTags } from "../../src/core/tags.js";
 import { type FaultAction, type FaultProxy, pushSynthetic, startAuthRegistry, startFaultProxy } from "./harness.js";
 
 export const SOAK_IMAGES = ["slurmctld", "slurmd", "slurmdbd", "slurmrestd", "sackd", "login", "slurmd-pyxis", "login-pyxis"];

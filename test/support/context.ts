@@ -1,7 +1,7 @@
-/** A build context on the file system, as src/keys.ts reads one (the Dagger side reads a Directory). */
+/** A build context on the file system, as src/cache/keys.ts reads one (the Dagger side reads a Directory). */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { ContextReader } from "../../src/keys.js";
+import type { ContextReader } from "../../src/cache/keys.js";
 
 export function fsContext(root: string): ContextReader {
   const walk = (path: string): string[] =>

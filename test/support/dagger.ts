@@ -11,6 +11,17 @@ import { pathToFileURL } from "node:url";
 
 const SRC = join(import.meta.dirname, "..", "..", "src");
 
+/**
+ * Every .ts file under src/, recursively, as Dagger 0.21's TypeScript runtime
+ * loads them (subfolders included; the main object is found by class name).
+ */
+export function srcFiles(): string[] {
+  return (readdirSync(SRC, { recursive: true, encoding: "utf8" }) as string[])
+    .filter((file) => file.endsWith(".ts"))
+    .sort()
+    .map((file) => join(SRC, file));
+}
+
 export interface ScannedArgument {
   name: string;
   description: string;
@@ -34,7 +45,7 @@ export interface ScannedObject {
 }
 
 /**
- * Runs the SDK's module scanner over every .ts file in src/, as the engine's
+ * Runs the SDK's module scanner over every .ts file under src/, as the engine's
  * runtime does. The engine scans the generated sdk/ client.gen.ts beside the
  * module; outside it the npm package's declarations stand in for that file.
  */
@@ -43,9 +54,7 @@ export async function scanModule(): Promise<{ description: string; objects: Reco
   const sdkDist = dirname(sdkEntry);
   const clientGen = join(mkdtempSync(join(tmpdir(), "dagger-scan-")), "client.gen.ts");
   copyFileSync(join(sdkDist, "api", "client.gen.d.ts"), clientGen);
-  const files = readdirSync(SRC)
-    .filter((file) => file.endsWith(".ts"))
-    .map((file) => join(SRC, file));
+  const files = srcFiles();
   const introspector = pathToFileURL(join(sdkDist, "module", "introspector", "index.js")).href;
   const { scan } = (await import(introspector)) as {
     scan: (files: string[], name: string, load: boolean) => Promise<unknown>;
