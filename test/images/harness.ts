@@ -43,6 +43,8 @@ export interface RunOptions {
   /** Also append stdout and stderr to this file. */
   logFile?: string;
   input?: string;
+  /** Called with every chunk of stdout and stderr as it arrives (a benchmark's clock). */
+  onOutput?: (text: string) => void;
 }
 
 /** Runs a command without a shell, bounded in time; never throws for a non-zero exit. */
@@ -61,10 +63,12 @@ export function run(cmd: string, args: readonly string[], options: RunOptions): 
     child.stdout.on("data", (chunk: Buffer) => {
       stdout = keep(stdout, chunk);
       log?.write(chunk);
+      options.onOutput?.(chunk.toString("utf8"));
     });
     child.stderr.on("data", (chunk: Buffer) => {
       stderr = keep(stderr, chunk);
       log?.write(chunk);
+      options.onOutput?.(chunk.toString("utf8"));
     });
     const timer = setTimeout(() => {
       stderr += `\n[harness] ${cmd} timed out after ${options.timeoutMs} ms; killed\n`;

@@ -6,10 +6,10 @@
  */
 import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { ImageSpec } from "../../src/catalog.js";
-import { deepMerge, loadManifest, type Manifest } from "../../src/manifest.js";
-import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/plan.js";
-import { archOf, DEFAULT_PLATFORM, type PlatformName } from "../../src/platform.js";
+import type { ImageSpec } from "../../src/core/catalog.js";
+import { deepMerge, loadManifest, type Manifest } from "../../src/core/manifest.js";
+import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/build/plan.js";
+import { archOf, DEFAULT_PLATFORM, type PlatformName } from "../../src/core/platform.js";
 import { docker, dockerOk, IMAGE_PREFIX, REPO, run, SLURM_SOURCE } from "./harness.js";
 
 export const FLAVOR = "debian13";
@@ -71,7 +71,7 @@ export interface BuildPlan {
   packagesDockerfile: string;
   /** dockerfiles/<family>: the recipe, the packages build's context. */
   recipe: string;
-  /** The images' context: a copy of the recipe with packages/ composed into it (as src/build.ts does). */
+  /** The images' context: a copy of the recipe with packages/ composed into it (as src/build/build.engine.ts does). */
   context: string;
   /** The platform built; `docker build --platform` when it is not linux/amd64. */
   platform: PlatformName;
@@ -163,8 +163,8 @@ export function packagesBuildArgs(plan: BuildPlan, output: { dest: string } | { 
 }
 
 /** Builds the packages into the images' context (packages/slurm, packages/pyxis). */
-export async function buildPackages(plan: BuildPlan, dest: string, logFile: string, timeoutMs: number): Promise<number> {
-  const result = await docker(packagesBuildArgs(plan, { dest }), { timeoutMs, logFile });
+export async function buildPackages(plan: BuildPlan, dest: string, logFile: string, timeoutMs: number, onOutput?: (text: string) => void): Promise<number> {
+  const result = await docker(packagesBuildArgs(plan, { dest }), { timeoutMs, logFile, ...(onOutput ? { onOutput } : {}) });
   if (result.code !== 0) {
     throw new Error(`build of the packages failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
   }
@@ -194,6 +194,8 @@ export async function buildPackagesAndOs(
   plan: BuildPlan,
   logDir: string,
   timeoutMs: number,
+  /** Sees the package set's build output as it arrives. */
+  onPackagesOutput?: (text: string) => void,
 ): Promise<{ packagesSeconds: number; osSeconds: number }> {
   const dest = prepareContext(plan);
   const started = Date.now();
@@ -201,7 +203,7 @@ export async function buildPackagesAndOs(
     for (const target of OS_TARGETS) await buildOsTarget(plan, target, join(logDir, `${target}.log`), timeoutMs);
     return (Date.now() - started) / 1000;
   })();
-  const [packagesSeconds, osSeconds] = await Promise.all([buildPackages(plan, dest, join(logDir, "packages.log"), timeoutMs), os]);
+  const [packagesSeconds, osSeconds] = await Promise.all([buildPackages(plan, dest, join(logDir, "packages.log"), timeoutMs, onPackagesOutput), os]);
   return { packagesSeconds, osSeconds };
 }
 
