@@ -86,7 +86,6 @@ export class RegistryClient {
     return this.transport.requests;
   }
 
-
   /** GET a manifest by tag or digest; its digest is computed from the exact bytes and checked. */
   async getManifest(ref: string | ImageRef): Promise<Manifest> {
     const r = toRef(ref);

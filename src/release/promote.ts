@@ -120,10 +120,14 @@ interface Run {
   read: (s: Step) => Promise<string | null>;
 }
 
-const conflictOf = (error: ConflictError, image: string): Conflict => ({ image, ref: error.ref, expected: error.expected, found: error.found });
-
-function logConflict(run: Run, c: Conflict): void {
-  run.log.error({ ref: c.ref, expected: c.expected, found: c.found }, "conflict: another writer changed a production tag");
+/** What stopped a move or a read-back: another writer (a conflict, logged) or a failure, `why` before its message. */
+function recordStop(run: Run, out: { failed: Failure[]; conflicts: Conflict[] }, image: string, error: unknown, why = ""): void {
+  if (!(error instanceof ConflictError)) {
+    out.failed.push({ image, error: `${why}${message(error)}` });
+    return;
+  }
+  out.conflicts.push({ image, ref: error.ref, expected: error.expected, found: error.found });
+  run.log.error({ ref: error.ref, expected: error.expected, found: error.found }, "conflict: another writer changed a production tag");
 }
 
 /** Move the production tag of every image to this run's digest, or none of them: the four phases above. */
@@ -295,16 +299,12 @@ async function move(
         out.unchanged.push(tagMove);
         continue;
       }
-      await moveTag(run.options, s, run.productionTag, run.read, () => {
+      await moveTag(run, s, () => {
         if (!out.touched.includes(s)) out.touched.push(s); // from here on the outcome may be unknown
       });
       out.moved.push(tagMove);
     } catch (error) {
-      if (error instanceof ConflictError) {
-        const c = conflictOf(error, s.image);
-        out.conflicts.push(c);
-        logConflict(run, c);
-      } else out.failed.push({ image: s.image, error: message(error) });
+      recordStop(run, out, s.image, error);
       out.stopped = true;
       break;
     }
@@ -326,11 +326,7 @@ async function confirm(run: Run, steps: readonly Step[]): Promise<{ failed: Fail
         const now = await run.read(s);
         if (now !== s.digest) throw new ConflictError(s.ref, s.digest, now);
       } catch (error) {
-        if (error instanceof ConflictError) {
-          const c = conflictOf(error, s.image);
-          out.conflicts.push(c);
-          logConflict(run, c);
-        } else out.failed.push({ image: s.image, error: `could not read the production tag back: ${message(error)}` });
+        recordStop(run, out, s.image, error, "could not read the production tag back: ");
       }
     }
   }
@@ -353,7 +349,7 @@ async function rollBack(
   const out = { tags: [] as ProductionTag[], rolledBack: [] as TagMove[], notRestored: [] as PromotionResult["notRestored"], conflicts: [] as Conflict[] };
   const whyNot = new Map<string, string>();
   for (const s of touched) {
-    const why = await restore(run.options, s, run.productionTag, run.read, run.log);
+    const why = await restore(run, s);
     if (why) whyNot.set(s.image, why);
   }
   const finals = await Promise.all(
@@ -416,14 +412,8 @@ function retried<T>(client: RegistryClient, ref: string, fn: () => Promise<T>): 
  * run's own after an attempt whose answer was lost) and followed by a read
  * back. `touching` is called before the first write.
  */
-async function moveTag(
-  options: PromoteOptions,
-  s: Step,
-  productionTag: string,
-  read: (s: Step) => Promise<string | null>,
-  touching: () => void,
-): Promise<void> {
-  const { client } = options;
+async function moveTag(run: Run, s: Step, touching: () => void): Promise<void> {
+  const { client, options, productionTag, read } = run;
   const repo = repositoryOf(options.registry, s.image);
   const target = { ...repo, tag: productionTag };
   const source = await client.getManifest({ ...repo, digest: s.digest });
@@ -446,14 +436,8 @@ async function moveTag(
  * null when it was read back on its old digest. Another writer's digest is
  * left alone.
  */
-async function restore(
-  options: PromoteOptions,
-  s: Step,
-  productionTag: string,
-  read: (s: Step) => Promise<string | null>,
-  log: Logger,
-): Promise<string | null> {
-  const { client } = options;
+async function restore(run: Run, s: Step): Promise<string | null> {
+  const { client, options, productionTag, read, log } = run;
   const repo = repositoryOf(options.registry, s.image);
   let why = "rollback not attempted";
   let round = 0;

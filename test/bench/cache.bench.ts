@@ -90,13 +90,17 @@ const round = (n: number) => Math.round(n * 10) / 10;
 
 const COMPILE_STEP = /^#(\d+) \[slurm-build [0-9/]+\] RUN .*build-slurm\.sh/m;
 
-/** When the compile step starts and ends, from BuildKit's plain output as it arrives. */
-function compileClock(): { observe: (text: string) => void; startedAt: number | null; endedAt: number | null } {
+/**
+ * The compile step as BuildKit's plain output tells it, read as it arrives:
+ * when it started and ended here, and its own duration from its DONE line.
+ */
+function compileClock(): { observe: (text: string) => void; startedAt: number | null; endedAt: number | null; seconds: number | null } {
   let pending = "";
   let step: string | null = null;
   const clock = {
     startedAt: null as number | null,
     endedAt: null as number | null,
+    seconds: null as number | null,
     observe(text: string) {
       const lines = (pending + text).split("\n");
       pending = lines.pop() ?? "";
@@ -107,20 +111,17 @@ function compileClock(): { observe: (text: string) => void; startedAt: number | 
             step = m[1]!;
             clock.startedAt = Date.now();
           }
-        } else if (clock.endedAt === null && line.startsWith(`#${step} DONE `)) clock.endedAt = Date.now();
+        } else if (clock.endedAt === null) {
+          const done = new RegExp(`^#${step} DONE ([0-9.]+)s`).exec(line);
+          if (done) {
+            clock.endedAt = Date.now();
+            clock.seconds = Number(done[1]);
+          }
+        }
       }
     },
   };
   return clock;
-}
-
-/** The compile step's own duration from BuildKit's plain log. */
-function compileSeconds(log: string): number | null {
-  const text = existsSync(log) ? readFileSync(log, "utf8") : "";
-  const step = COMPILE_STEP.exec(text)?.[1];
-  if (!step) return null;
-  const done = new RegExp(`^#${step} DONE ([0-9.]+)s`, "m").exec(text)?.[1];
-  return done ? Number(done) : null;
 }
 
 beforeAll(async () => {
@@ -338,7 +339,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
       engineStartSeconds: round(engineStartSeconds),
       baseLoadSeconds: round(baseLoadSeconds),
       packages: cachePlan.packages.hit ? "hit" : "miss",
-      compileSeconds: compileSeconds(join(logs, "packages.log")),
+      compileSeconds: clock.seconds,
       beforeCompileSeconds: clock.startedAt === null ? null : round((clock.startedAt - started) / 1000),
       afterCompileSeconds: clock.endedAt === null ? null : round(buildSeconds - (clock.endedAt - started) / 1000),
       built: toBuild.map((i) => i.name),

@@ -50,7 +50,7 @@ export const PARTITION = "debug";
 export function slurmConf(
   ports: ClusterPorts,
   controllerHost = hostname().split(".")[0]!,
-  { cpus = 1, accounting = true }: { cpus?: number; accounting?: boolean } = {},
+  { cpus = 1, accounting = true, authInfo }: { cpus?: number; accounting?: boolean; authInfo?: string } = {},
 ): string {
   return [
     `ClusterName=${CLUSTER_NAME}`,
@@ -86,6 +86,7 @@ export function slurmConf(
     "SlurmdTimeout=30",
     `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=${cpus} RealMemory=100 State=UNKNOWN`,
     `PartitionName=${PARTITION} Nodes=${NODE_NAME} Default=YES MaxTime=10 State=UP`,
+    ...(authInfo ? [`AuthInfo=${authInfo}`] : []),
     "",
   ].join("\n");
 }
@@ -177,7 +178,7 @@ export function removeClusterFiles(files: ClusterFiles): void {
 export interface Daemon {
   name: string;
   image: string;
-  /** Replaces the image's entrypoint (only for the test database). */
+  /** Replaces the image's entrypoint (the test database, the logfile sidecars). */
   entrypoint?: string;
   env?: Record<string, string>;
   mounts: string[];
@@ -188,16 +189,21 @@ export interface Daemon {
   securityOpt?: string[];
 }
 
-/** Starts a container through the image's own entrypoint, host network. */
-export async function startDaemon(daemon: Daemon): Promise<void> {
-  const args = ["run", "-d", "--name", daemon.name, "--network", "host", "--label", "slinky-test=cluster"];
-  for (const [key, value] of Object.entries(daemon.env ?? {})) args.push("-e", `${key}=${value}`);
-  for (const mount of daemon.mounts) args.push("-v", mount);
+/** `docker run -d` of a harness container: `flags` (network, label, user, ...), then the daemon's own settings. */
+export async function runDetached(flags: readonly string[], daemon: Daemon): Promise<void> {
+  const args = ["run", "-d", "--name", daemon.name, ...flags];
   for (const cap of daemon.capAdd ?? []) args.push("--cap-add", cap);
   for (const opt of daemon.securityOpt ?? []) args.push("--security-opt", opt);
+  for (const [key, value] of Object.entries(daemon.env ?? {})) args.push("-e", `${key}=${value}`);
+  for (const mount of daemon.mounts) args.push("-v", mount);
   if (daemon.entrypoint) args.push("--entrypoint", daemon.entrypoint);
   args.push(daemon.image, ...(daemon.args ?? []));
   await dockerOk(args, { timeoutMs: 60_000 });
+}
+
+/** Starts a container through the image's own entrypoint, host network. */
+export async function startDaemon(daemon: Daemon): Promise<void> {
+  await runDetached(["--network", "host", "--label", "slinky-test=cluster"], daemon);
 }
 
 /** `docker exec` in a running container. */
@@ -210,7 +216,6 @@ export async function logsOf(container: string): Promise<string> {
   return `${result.stdout}${result.stderr}`;
 }
 
-/** Removes the given containers (by their harness names only), ignoring absent ones. */
 /** Every container's log (its last lines), one section each: what a failure is reported with. */
 export async function logsOfAll(names: readonly string[]): Promise<string> {
   return (await Promise.all(names.map(async (n) => `--- ${n}\n${await logsOf(n)}`))).join("\n");
@@ -225,6 +230,7 @@ export async function withDiagnosis(diagnose: () => Promise<string>, checks: () 
   }
 }
 
+/** Removes the given containers (by their harness names only), ignoring absent ones. */
 export async function removeContainers(names: readonly string[]): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(CONTAINER_PREFIX)) throw new Error(`refusing to remove ${name}: not a harness container`);

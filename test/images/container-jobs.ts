@@ -157,7 +157,7 @@ export function containerJobTests(s: ClusterSubject, report: ContainerJobsReport
         // Two CPUs (two jobs at once), no accounting (this cluster has no slurmdbd),
         // and slurm-operator's AuthInfo=use_client_ids: the controller takes a job
         // user's name and groups from auth/slurm, not from its own passwd.
-        const conf = `${slurmConf(ports, undefined, { cpus: 2, accounting: false })}AuthInfo=use_client_ids\n`;
+        const conf = slurmConf(ports, undefined, { cpus: 2, accounting: false, authInfo: "use_client_ids" });
         writeFileSync(join(files.etc, "slurm.conf"), conf, { mode: 0o644 });
         // pyxis as slurm-operator's docs load it: /etc/slurm is the operator's, so
         // the image's plugstack.conf.d is not seen; configless slurmd gets this file.

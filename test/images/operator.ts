@@ -32,7 +32,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CONTAINER_PREFIX, type ClusterPorts, DB_NAME, DB_USER, dbInitSql } from "./cluster.js";
+import { CONTAINER_PREFIX, type ClusterPorts, type Daemon, DB_NAME, DB_USER, dbInitSql, runDetached } from "./cluster.js";
 import { docker, dockerOk, run } from "./harness.js";
 
 export const SLURM_UID = 401;
@@ -392,40 +392,25 @@ export const ADD_HOSTS = [
   OP.restapiPod,
 ].flatMap((name) => ["--add-host", `${name}:127.0.0.1`]);
 
-export interface PodContainer {
-  name: string;
-  image: string;
+/** One container of a pod: a harness Daemon (mounts are host:container[:ro]) with the pod's identity. */
+export interface PodContainer extends Daemon {
   hostname: string;
   /** `uid:gid`; absent: the image's user (root). */
   user?: string;
   /** fsGroup: a supplementary group, as Kubernetes adds it. */
   fsGroup?: number;
   privileged?: boolean;
-  capAdd?: string[];
-  securityOpt?: string[];
-  env?: Record<string, string>;
-  /** host:container[:ro] */
-  mounts: string[];
-  entrypoint?: string;
-  args?: string[];
   network?: "host" | "none";
 }
 
 /** `docker run -d` of one container of a pod, as the operator's spec sets it. */
 export async function startPodContainer(c: PodContainer): Promise<void> {
-  const args = ["run", "-d", "--name", c.name, "--label", "slinky-test=operator", "--hostname", c.hostname];
-  args.push("--network", c.network ?? "host");
-  if ((c.network ?? "host") === "host") args.push(...ADD_HOSTS);
-  if (c.user) args.push("--user", c.user);
-  if (c.fsGroup !== undefined) args.push("--group-add", String(c.fsGroup));
-  if (c.privileged) args.push("--privileged");
-  for (const cap of c.capAdd ?? []) args.push("--cap-add", cap);
-  for (const opt of c.securityOpt ?? []) args.push("--security-opt", opt);
-  for (const [key, value] of Object.entries(c.env ?? {})) args.push("-e", `${key}=${value}`);
-  for (const mount of c.mounts) args.push("-v", mount);
-  if (c.entrypoint) args.push("--entrypoint", c.entrypoint);
-  args.push(c.image, ...(c.args ?? []));
-  await dockerOk(args, { timeoutMs: 60_000 });
+  const flags = ["--label", "slinky-test=operator", "--hostname", c.hostname, "--network", c.network ?? "host"];
+  if ((c.network ?? "host") === "host") flags.push(...ADD_HOSTS);
+  if (c.user) flags.push("--user", c.user);
+  if (c.fsGroup !== undefined) flags.push("--group-add", String(c.fsGroup));
+  if (c.privileged) flags.push("--privileged");
+  await runDetached(flags, c);
 }
 
 /**
