@@ -20,17 +20,8 @@ import { encodeParts } from "../../src/cache/keys.js";
 import { createLogger } from "../../src/core/log.js";
 import { MEDIA_TYPES, RegistryClient } from "../../src/registry/client.js";
 import { parseRef } from "../../src/registry/reference.js";
-import {
-  type FaultProxy,
-  freePort,
-  LogCapture,
-  pushSynthetic,
-  pushSyntheticIndex,
-  type RunningRegistry,
-  type RunningTokenServer,
-  startAuthRegistry,
-  startFaultProxy,
-} from "../registry/harness.js";
+import { freePort, LogCapture, pushSynthetic, pushSyntheticIndex, type RunningRegistry, type RunningTokenServer, startAuthRegistry } from "../registry/harness.js";
+import { type FaultProxy, startFaultProxy } from "../registry/fault-proxy.js";
 
 const CANARY = `canary-${Date.now().toString(36)}-cache:pw`;
 const USER = { username: "ci-user", password: CANARY };

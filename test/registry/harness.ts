@@ -5,14 +5,14 @@
  *   temporary directory, with htpasswd basic auth or token auth;
  * - a token server issuing RS256 JWTs the registry verifies (the key and a
  *   self-signed certificate are made at test time with openssl);
- * - a fault-injecting HTTP proxy in front of the registry;
  * - tiny synthetic images (a real tar layer and config) pushed with the
  *   module's own client, no Docker needed.
+ * The fault-injecting proxy in front of the registry is fault-proxy.ts.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, request as httpRequest, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,9 +37,21 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function closeServer(server: Server, sockets: Set<Socket>): Promise<void> {
-  for (const s of sockets) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+/**
+ * `server` listening on 127.0.0.1:`port`, its connections tracked; the
+ * function returned closes it, connections that are still open included.
+ */
+export async function listenOnLoopback(server: Server, port: number): Promise<() => Promise<void>> {
+  const sockets = new Set<Socket>();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
 }
 
 export interface User {
@@ -228,7 +240,7 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
   const service = "slinky-test-registry";
   const issuer = "slinky-test-issuer";
   const requests: TokenRequest[] = [];
-  const sockets = new Set<Socket>();
+  let close = async () => {};
   const state: RunningTokenServer = {
     realm: `http://127.0.0.1:${port}/token`,
     service,
@@ -238,7 +250,7 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
     grant: (_user, _repository, actions) => actions,
     expiredTokens: 0,
     stop: async () => {
-      await closeServer(server, sockets);
+      await close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -281,137 +293,8 @@ export async function startTokenServer(users: User[]): Promise<RunningTokenServe
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
   });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.once("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  close = await listenOnLoopback(server, port);
   return state;
-}
-
-// ---- fault-injecting proxy ---------------------------------------------
-
-export type FaultAction =
-  /** Answer this status instead of the registry (the request never reaches it). */
-  | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
-  /** Reset the connection before the registry sees the request. */
-  | { kind: "reset" }
-  /** Let the registry apply the request and answer, then reset the connection: the answer is lost. */
-  | { kind: "reset-after" }
-  /** Forward the request after a delay. */
-  | { kind: "delay"; ms: number };
-
-export interface Fault {
-  /** Which requests: method and a test on the path (with query). */
-  method?: string;
-  path: RegExp;
-  action: FaultAction;
-  /** How many matching requests get the fault (default: all). */
-  times?: number;
-  /** Matching requests let through before the fault starts (default 0). */
-  after?: number;
-}
-
-export interface ProxiedRequest {
-  method: string;
-  path: string;
-  /** Status sent to the client, "reset" (before the registry), or "reset-after" (the registry answered `status`). */
-  outcome: number | "reset" | "reset-after";
-  /** What the registry answered, when the request reached it. */
-  status?: number;
-  at: number;
-}
-
-export interface FaultProxy {
-  host: string;
-  port: number;
-  faults: Fault[];
-  /** Consulted for requests no fault matched (randomized faults); undefined lets the request through. */
-  chaos?: ((req: { method: string; path: string }) => FaultAction | undefined) | undefined;
-  requests: ProxiedRequest[];
-  stop(): Promise<void>;
-}
-
-/** An HTTP proxy on 127.0.0.1 in front of `target` (host:port) that injects faults. */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
-  const [targetHost, targetPort] = target.split(":");
-  const port = await freePort();
-  const sockets = new Set<Socket>();
-  const counters = new Map<Fault, { seen: number; hit: number }>();
-  const proxy: FaultProxy = {
-    host: `127.0.0.1:${port}`,
-    port,
-    faults: [],
-    requests: [],
-    stop: async () => closeServer(server, sockets),
-  };
-  const pick = (req: IncomingMessage): Fault | undefined => {
-    for (const fault of proxy.faults) {
-      if (fault.method && fault.method !== req.method) continue;
-      if (!fault.path.test(req.url ?? "")) continue;
-      const count = counters.get(fault) ?? { seen: 0, hit: 0 };
-      counters.set(fault, count);
-      count.seen++;
-      if (count.seen <= (fault.after ?? 0)) continue;
-      if (count.hit >= (fault.times ?? Number.POSITIVE_INFINITY)) continue;
-      count.hit++;
-      return fault;
-    }
-    return undefined;
-  };
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const record: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", outcome: 0, at: Date.now() };
-    proxy.requests.push(record);
-    const action = pick(req)?.action ?? proxy.chaos?.({ method: record.method, path: record.path });
-    if (action?.kind === "reset") {
-      record.outcome = "reset";
-      req.resume();
-      req.socket.resetAndDestroy();
-      return;
-    }
-    if (action?.kind === "status") {
-      const { status, headers, body } = action;
-      record.outcome = status;
-      req.resume();
-      res.writeHead(status, { "content-type": "application/json", ...headers });
-      res.end(body ?? JSON.stringify({ errors: [{ code: "INJECTED", message: `fault injected by the test proxy (${status})` }] }));
-      return;
-    }
-    const forward = () => {
-      const upstream = httpRequest(
-        { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
-        (up) => {
-          record.status = up.statusCode ?? 0;
-          if (action?.kind === "reset-after") {
-            // The registry has applied the request and answered; the client never hears it.
-            up.resume();
-            up.once("end", () => {
-              record.outcome = "reset-after";
-              req.socket.resetAndDestroy();
-            });
-            return;
-          }
-          record.outcome = up.statusCode ?? 0;
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        },
-      );
-      upstream.on("error", () => {
-        record.outcome = 502;
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-      req.pipe(upstream);
-    };
-    if (action?.kind === "delay") setTimeout(forward, action.ms);
-    else forward();
-  });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.once("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
-  return proxy;
 }
 
 // ---- synthetic images ----------------------------------------------------

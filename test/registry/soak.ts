@@ -10,7 +10,8 @@ import { promote } from "../../src/release/promote.js";
 import { publish, type PublishedImage } from "../../src/release/publish.js";
 import type { PromotionResult } from "../../src/release/report.js";
 import { branchTags } from "../../src/core/tags.js";
-import { type FaultAction, type FaultProxy, pushSynthetic, startAuthRegistry, startFaultProxy } from "./harness.js";
+import { pushSynthetic, startAuthRegistry } from "./harness.js";
+import { type FaultAction, type FaultProxy, startFaultProxy } from "./fault-proxy.js";
 
 export const SOAK_IMAGES = ["slurmctld", "slurmd", "slurmdbd", "slurmrestd", "sackd", "login", "slurmd-pyxis", "login-pyxis"];
 const USER = { username: "soak", password: "soak-password-not-secret" };

@@ -11,7 +11,8 @@ import { promote } from "../../src/release/promote.js";
 import { publish, type PublishedImage } from "../../src/release/publish.js";
 import { renderMarkdown, type PromotionResult, type Report } from "../../src/release/report.js";
 import { branchTags } from "../../src/core/tags.js";
-import { type Fault, type FaultProxy, pushSynthetic, type RunningRegistry, startAuthRegistry, startFaultProxy } from "../registry/harness.js";
+import { pushSynthetic, type RunningRegistry, startAuthRegistry } from "../registry/harness.js";
+import { type Fault, type FaultProxy, startFaultProxy } from "../registry/fault-proxy.js";
 import { formatSoak, runSoak } from "../registry/soak.js";
 
 const USER = { username: "promoter", password: "promoter-password-not-secret" };

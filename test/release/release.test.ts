@@ -10,15 +10,8 @@ import { RegistryClient } from "../../src/registry/client.js";
 import { runCi } from "../../src/release/ci.js";
 import { type PushFn } from "../../src/release/publish.js";
 import { renderJson, renderMarkdown, type Report, type RunContext } from "../../src/release/report.js";
-import {
-  type FaultProxy,
-  LogCapture,
-  pushSynthetic,
-  type RunningRegistry,
-  type RunningTokenServer,
-  startFaultProxy,
-  startAuthRegistry,
-} from "../registry/harness.js";
+import { LogCapture, pushSynthetic, type RunningRegistry, type RunningTokenServer, startAuthRegistry } from "../registry/harness.js";
+import { type FaultProxy, startFaultProxy } from "../registry/fault-proxy.js";
 
 const CANARY = `canary-${Date.now().toString(36)}-Pa55/w0rd`;
 const USER = { username: "gitlab-ci-token", password: CANARY };
