@@ -16,6 +16,13 @@
 # /etc/apt/apt.conf.d/docker-clean, that deletes every downloaded package and
 # defeats the cache mount. It is set aside while this script runs and put back
 # afterwards, so the images keep their usual apt behaviour for their users.
+#
+# dpkg runs with --force-unsafe-io (no fsync of each unpacked file; a build
+# that fails is thrown away whole) and apt fetches no translations: what the
+# registries' debian and ubuntu images configure for every apt run
+# (/etc/dpkg/dpkg.cfg.d/docker-apt-speedup, apt.conf.d/docker-no-languages),
+# said here so that a base without them (a debootstrapped one) builds the same
+# way. Neither changes what is installed.
 set -eu
 
 export DEBIAN_FRONTEND=noninteractive
@@ -33,8 +40,11 @@ if [ -e "$hook" ]; then
 fi
 trap restore EXIT
 
+options='-q -y -o APT::Keep-Downloaded-Packages=true -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-unsafe-io -o Acquire::Languages=none'
+
 apt_get() {
-	apt-get -q -y -o APT::Keep-Downloaded-Packages=true -o Dpkg::Use-Pty=0 "$@"
+	# shellcheck disable=SC2086 # $options: one word per option, none has a space
+	apt-get $options "$@"
 }
 
 cmd=${1:-}
@@ -70,7 +80,7 @@ build-deps)
 		set -- --host-arch "$host" --build-arch "$build"
 	fi
 	(cd "$work" && mk-build-deps "$@" --install --remove \
-		--tool 'apt-get -q -y -o APT::Keep-Downloaded-Packages=true -o Debug::pkgProblemResolver=yes --no-install-recommends' \
+		--tool "apt-get $options -o Debug::pkgProblemResolver=yes --no-install-recommends" \
 		control)
 	rm -rf "$work"
 	;;
