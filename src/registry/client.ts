@@ -93,7 +93,7 @@ export class RegistryClient {
       operation: "get manifest",
       ref: r,
       method: "GET",
-      path: `manifests/${r.digest ?? r.tag ?? "latest"}`,
+      path: manifestReadPath(r),
       headers: { accept: MANIFEST_ACCEPT },
       ok: [200],
     });
@@ -109,7 +109,7 @@ export class RegistryClient {
       operation: "head manifest",
       ref: r,
       method: "HEAD",
-      path: `manifests/${r.digest ?? r.tag ?? "latest"}`,
+      path: manifestReadPath(r),
       headers: { accept: MANIFEST_ACCEPT },
       ok: [200],
       pass: [404],
@@ -381,6 +381,11 @@ export class RegistryClient {
   retry<T>(operation: string, ref: ImageRef, fn: () => Promise<T>, options: { retries?: number; retryAny?: boolean } = {}): Promise<T> {
     return withRetries(this.retryPolicy, this.log, operation, ref, fn, options);
   }
+}
+
+/** Where a read (GET or HEAD) of `r`'s manifest goes: its digest when it has one, else its tag. */
+function manifestReadPath(r: ImageRef): string {
+  return `manifests/${r.digest ?? r.tag ?? "latest"}`;
 }
 
 function manifestMediaType(contentType: string | null, body: Buffer): string {
