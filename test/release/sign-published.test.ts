@@ -31,6 +31,25 @@ function filesUnder(dir: string): string[] {
     .filter((path) => statSync(path).isFile());
 }
 
+/**
+ * docker-registry with USER's basic auth, and host cosign for it with a key
+ * pair made under KEY_PASSWORD; if the key pair cannot be made, both are
+ * stopped and removed before the error is thrown.
+ */
+async function registryWithKeyPair(): Promise<{ registry: RunningRegistry; cosign: HostCosign; privateKey: string }> {
+  const registry = await startRegistry({ kind: "htpasswd", users: [USER] });
+  let cosign: HostCosign | undefined;
+  try {
+    cosign = hostCosign({ host: registry.host, ...USER }, KEY_PASSWORD);
+    cosign.generateKeyPair(KEY_PASSWORD);
+    return { registry, cosign, privateKey: readFileSync(cosign.paths.key, "utf8") };
+  } catch (error) {
+    cosign?.remove();
+    await registry.stop();
+    throw error;
+  }
+}
+
 describe.skipIf(!HAVE_COSIGN)("key-based signing with real cosign on a real registry", () => {
   let registry: RunningRegistry;
   let cosign: HostCosign;
@@ -40,11 +59,8 @@ describe.skipIf(!HAVE_COSIGN)("key-based signing with real cosign on a real regi
   let privateKey: string;
 
   beforeAll(async () => {
-    registry = await startRegistry({ kind: "htpasswd", users: [USER] });
+    ({ registry, cosign, privateKey } = await registryWithKeyPair());
     client = new RegistryClient({ ...USER, plainHttp: true });
-    cosign = hostCosign({ host: registry.host, ...USER }, KEY_PASSWORD);
-    cosign.generateKeyPair(KEY_PASSWORD);
-    privateKey = readFileSync(cosign.paths.key, "utf8");
   });
   afterAll(async () => {
     await registry?.stop();
@@ -164,10 +180,7 @@ describe.skipIf(!HAVE_COSIGN)("ci signs, attests and verifies every pushed diges
   let project = 0;
 
   beforeAll(async () => {
-    registry = await startRegistry({ kind: "htpasswd", users: [USER] });
-    cosign = hostCosign({ host: registry.host, ...USER }, KEY_PASSWORD);
-    cosign.generateKeyPair(KEY_PASSWORD);
-    privateKey = readFileSync(cosign.paths.key, "utf8");
+    ({ registry, cosign, privateKey } = await registryWithKeyPair());
   });
   afterAll(async () => {
     await registry?.stop();
