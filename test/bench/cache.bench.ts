@@ -96,7 +96,7 @@ const COMPILE_STEP = /^#(\d+) \[slurm-build [0-9/]+\] RUN .*build-slurm\.sh/m;
  */
 function compileClock(): { observe: (text: string) => void; startedAt: number | null; endedAt: number | null; seconds: number | null } {
   let pending = "";
-  let step: string | null = null;
+  let doneLine: RegExp | null = null; // the compile step's DONE line, once its number is known
   const clock = {
     startedAt: null as number | null,
     endedAt: null as number | null,
@@ -105,14 +105,14 @@ function compileClock(): { observe: (text: string) => void; startedAt: number | 
       const lines = (pending + text).split("\n");
       pending = lines.pop() ?? "";
       for (const line of lines) {
-        if (step === null) {
+        if (doneLine === null) {
           const m = COMPILE_STEP.exec(line);
           if (m) {
-            step = m[1]!;
+            doneLine = new RegExp(`^#${m[1]} DONE ([0-9.]+)s`);
             clock.startedAt = Date.now();
           }
         } else if (clock.endedAt === null) {
-          const done = new RegExp(`^#${step} DONE ([0-9.]+)s`).exec(line);
+          const done = doneLine.exec(line);
           if (done) {
             clock.endedAt = Date.now();
             clock.seconds = Number(done[1]);
