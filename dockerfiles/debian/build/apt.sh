@@ -6,11 +6,13 @@
 #   apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]
 #                                       install the Build-Depends of a debian/control
 #                                       (but those --without names: a whole line of
-#                                       Build-Depends, for what no image needs);
+#                                       Build-Depends, for what no image needs) with
+#                                       apt's own resolver (apt-get build-dep of a source
+#                                       tree: no helper package, no devscripts/equivs);
 #                                       with HOST_ARCH other than the build machine's,
-#                                       for cross-building to HOST_ARCH (mk-build-deps
-#                                       --host-arch: libraries of HOST_ARCH, tools of the
-#                                       build machine)
+#                                       for cross-building to HOST_ARCH (apt-get
+#                                       build-dep --host-architecture: libraries of
+#                                       HOST_ARCH, tools of the build machine)
 #
 # Docker-oriented base images (Ubuntu's, Debian's) ship an apt hook,
 # /etc/apt/apt.conf.d/docker-clean, that deletes every downloaded package and
@@ -62,12 +64,14 @@ build-deps)
 	fi
 	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2; exit 2; }
 	apt_get update
-	apt_get install --no-install-recommends devscripts equivs
+	# apt-get build-dep reads a source tree's debian/control.
 	work=$(mktemp -d)
-	cp "$1" "$work/control"
+	mkdir "$work/debian"
+	control=$work/debian/control
+	cp "$1" "$control"
 	for package in $(echo "$without" | tr ',' ' '); do
-		grep -Eq "^[[:space:]]+$package,?\$" "$work/control" || { echo "apt.sh: $package is no Build-Depends line of $1" >&2; exit 1; }
-		sed -i -E "/^[[:space:]]+$package,?\$/d" "$work/control"
+		grep -Eq "^[[:space:]]+$package,?\$" "$control" || { echo "apt.sh: $package is no Build-Depends line of $1" >&2; exit 1; }
+		sed -i -E "/^[[:space:]]+$package,?\$/d" "$control"
 	done
 	build=$(dpkg --print-architecture)
 	host=${2:-$build}
@@ -76,12 +80,10 @@ build-deps)
 		# The interpreters the build runs are the build machine's: a plain
 		# "python3" would be HOST_ARCH's (Multi-Arch: allowed), replace the
 		# build machine's and need emulation to run Slurm's scripts.
-		sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$work/control"
-		set -- --host-arch "$host" --build-arch "$build"
+		sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$control"
+		set -- --host-architecture "$host"
 	fi
-	(cd "$work" && mk-build-deps "$@" --install --remove \
-		--tool "apt-get $options -o Debug::pkgProblemResolver=yes --no-install-recommends" \
-		control)
+	apt_get -o Debug::pkgProblemResolver=yes build-dep --no-install-recommends "$@" "$work"
 	rm -rf "$work"
 	;;
 *)

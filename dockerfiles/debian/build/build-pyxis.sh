@@ -1,9 +1,9 @@
 #!/bin/sh
 # build-pyxis.sh SRC OUT VERSION [HOST_ARCH]: build the pyxis SPANK plugin
-# package with pyxis's own interface (make orig && make deb, i.e. debuild of its
-# debian/) and collect it in OUT as <Package>.deb. With HOST_ARCH other than the
-# build machine's architecture, cross-build it: make orig, then
-# dpkg-buildpackage --host-arch (pyxis's `make deb` has no host architecture).
+# package from pyxis's own debian/ (what its `make deb` builds, binary only:
+# dpkg-buildpackage -b, where `make deb` runs debuild, which needs devscripts)
+# and collect it in OUT as <Package>.deb. With HOST_ARCH other than the build
+# machine's architecture, cross-build it (dpkg-buildpackage --host-arch).
 # slurm-smd-dev (of HOST_ARCH) must be installed.
 set -eu
 
@@ -22,12 +22,13 @@ cp -a "$src" "$work/pyxis"
 
 DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck nodoc noddebs"
 export DEB_BUILD_OPTIONS
-if [ "$host" = "$build" ]; then
-	(cd "$work/pyxis" && make orig && make deb)
-else
+host_arch=
+if [ "$host" != "$build" ]; then
 	echo "build-pyxis.sh: cross-building on $build for $host"
-	(cd "$work/pyxis" && make orig && dpkg-buildpackage -a"$host" -b -uc -us)
+	host_arch="-a$host"
 fi
+# shellcheck disable=SC2086 # $host_arch: an option or nothing
+(cd "$work/pyxis" && dpkg-buildpackage $host_arch -b -uc -us)
 
 "$here/collect-debs.sh" "$work" "$out"
 pkg=$(find "$out" -name '*pyxis*.deb' | head -n 1)

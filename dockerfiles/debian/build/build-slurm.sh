@@ -35,8 +35,7 @@ DH_OPTIONS=
 for package in $NOT_SHIPPED; do DH_OPTIONS="$DH_OPTIONS -N$package"; done
 DH_OPTIONS=${DH_OPTIONS# }
 export DEB_BUILD_OPTIONS CONFIG_SITE DH_OPTIONS
-# debuild's options, then dpkg-buildpackage's: none more natively.
-preserve=
+# dpkg-buildpackage's options: none more natively.
 host_arch=
 if [ "$host" != "$build" ]; then
 	triplet=$(dpkg-architecture -a"$host" -qDEB_HOST_GNU_TYPE 2>/dev/null)
@@ -56,21 +55,21 @@ if [ "$host" != "$build" ]; then
 	# (c) the build runs the build machine's python3 (apt.sh build-deps installed
 	#     python3:native): say so in Build-Depends, which dpkg-buildpackage checks.
 	sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$work/slurm/debian/control"
-	preserve="--preserve-envvar=HDF5_CC --preserve-envvar=HDF5_CLINKER"
 	host_arch="-a$host"
 	echo "build-slurm.sh: cross-building on $build for $host ($triplet-gcc)"
 fi
 start=$(date +%s)
-# shellcheck disable=SC2086 # $preserve and $host_arch: options or nothing
+# dpkg-buildpackage passes the environment on (DEB_BUILD_OPTIONS, CONFIG_SITE,
+# DH_OPTIONS, HDF5_*): no debuild, so no devscripts in the build stages.
 # -d: the build dependencies were installed by apt.sh build-deps, without
 # libgtk2.0-dev (sview's only), which dpkg-checkbuilddeps would ask for.
-(cd "$work/slurm" && debuild --preserve-envvar=DEB_BUILD_OPTIONS --preserve-envvar=CONFIG_SITE --preserve-envvar=DH_OPTIONS $preserve \
-	--no-lintian $host_arch -b -uc -us -d >"$work/debuild.log" 2>&1) || {
-	tail -n 200 "$work/debuild.log" >&2
+# shellcheck disable=SC2086 # $host_arch: an option or nothing
+(cd "$work/slurm" && dpkg-buildpackage $host_arch -b -uc -us -d >"$work/build.log" 2>&1) || {
+	tail -n 200 "$work/build.log" >&2
 	exit 1
 }
-echo "build-slurm.sh: debuild took $(($(date +%s) - start)) s with $(nproc) jobs"
-grep -E "^checking whether to build (shared|static) libraries" "$work/debuild.log" | sort -u
+echo "build-slurm.sh: dpkg-buildpackage took $(($(date +%s) - start)) s with $(nproc) jobs"
+grep -E "^checking whether to build (shared|static) libraries" "$work/build.log" | sort -u
 
 "$here/collect-debs.sh" "$work" "$out"
 "$here/check-version.sh" "$out/slurm-smd.deb" "$version"
