@@ -27,7 +27,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGES, type ImageSpec } from "../../src/core/catalog.js";
+import { IMAGES, type ImageSpec, OS_TARGETS } from "../../src/core/catalog.js";
 import { MEDIA_TYPES, RegistryClient } from "../../src/registry/client.js";
 import { digestOf } from "../../src/registry/reference.js";
 import { promote } from "../../src/release/promote.js";
@@ -59,7 +59,6 @@ import {
   buildPackages,
   buildPlan,
   type HarnessSources,
-  OS_TARGETS,
   prepareContext,
   provenance,
 } from "../images/runner.js";

@@ -6,7 +6,7 @@
  */
 import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { ImageSpec } from "../../src/core/catalog.js";
+import { type ImageSpec, OS_TARGETS } from "../../src/core/catalog.js";
 import { deepMerge, loadManifest, type Manifest } from "../../src/core/manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/build/plan.js";
 import { archOf, DEFAULT_PLATFORM, type PlatformName } from "../../src/core/platform.js";
@@ -170,9 +170,6 @@ export async function buildPackages(plan: BuildPlan, dest: string, logFile: stri
   }
   return result.seconds;
 }
-
-/** The OS-layer targets of the images' Dockerfile: nothing of the compile in them. */
-export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] as const;
 
 /** Builds one OS-layer target (its cache is what the images then reuse); no tag. */
 export async function buildOsTarget(plan: BuildPlan, target: string, logFile: string, timeoutMs: number): Promise<number> {
