@@ -172,6 +172,14 @@ describe("the keys of a run, flipping each input", () => {
     ]);
   });
 
+  it("the build stages' dpkg configuration (build-stage.dpkg.cfg): the package set, hence every image, and no image's own stages", async () => {
+    edit("build/build-stage.dpkg.cfg", (t) => `${t}path-exclude=/usr/share/lintian/*\n`);
+    const keys = await keysWith();
+    expect(changed(keys)).toEqual(["packages", ...ALL]);
+    expect(changedParts(baseline.packages.parts, keys.packages.parts)).toEqual(["file:build/build-stage.dpkg.cfg"]);
+    for (const name of ALL) expect(changedParts(baseline.images[name]!.parts, keys.images[name]!.parts)).toEqual(["packages"]);
+  });
+
   it("a file only the login image uses (its entrypoint): login and login-pyxis, not the package set", async () => {
     edit("rootfs/usr/local/bin/login-entrypoint.sh", (t) => `${t}\n# changed\n`);
     const keys = await keysWith();
