@@ -42,11 +42,9 @@ if [ -e "$hook" ]; then
 fi
 trap restore EXIT
 
-options='-q -y -o APT::Keep-Downloaded-Packages=true -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-unsafe-io -o Acquire::Languages=none'
-
 apt_get() {
-	# shellcheck disable=SC2086 # $options: one word per option, none has a space
-	apt-get $options "$@"
+	apt-get -q -y -o APT::Keep-Downloaded-Packages=true -o Dpkg::Use-Pty=0 \
+		-o Dpkg::Options::=--force-unsafe-io -o Acquire::Languages=none "$@"
 }
 
 cmd=${1:-}
