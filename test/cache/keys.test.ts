@@ -49,6 +49,7 @@ describe("parseDockerfile", () => {
   it("keys the package set on the compile's stages only", () => {
     const parsed = parseDockerfile(readFileSync(join(RECIPE, "Dockerfile.packages"), "utf8"));
     expect(ancestry(parsed, "packages").map((s) => s.name)).toEqual([
+      "build-base",
       "build-tools",
       "fetch",
       "slurm-src",
