@@ -62,7 +62,8 @@ start=$(date +%s)
 # dpkg-buildpackage passes the environment on (DEB_BUILD_OPTIONS, CONFIG_SITE,
 # DH_OPTIONS, HDF5_*): no debuild, so no devscripts in the build stages.
 # -d: the build dependencies were installed by apt.sh build-deps, without
-# libgtk2.0-dev (sview's only), which dpkg-checkbuilddeps would ask for.
+# libgtk2.0-dev (sview's only) and librrd-dev (nothing checks it), which
+# dpkg-checkbuilddeps would ask for.
 # shellcheck disable=SC2086 # $host_arch: an option or nothing
 (cd "$work/slurm" && dpkg-buildpackage $host_arch -b -uc -us -d >"$work/build.log" 2>&1) || {
 	tail -n 200 "$work/build.log" >&2
