@@ -8,7 +8,7 @@
  */
 import { type Container, dag, type Directory, type Platform, type Secret } from "@dagger.io/dagger";
 import pLimit from "p-limit";
-import { type ImageSpec, OS_TARGETS, PACKAGES_TARGET } from "../core/catalog.js";
+import { besideCompileTargets, COMPILE_DEPS_TARGET, type ImageSpec, PACKAGES_TARGET } from "../core/catalog.js";
 import type { Manifest } from "../core/manifest.js";
 import { DEFAULT_PLATFORM, type PlatformName } from "../core/platform.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved } from "./plan.js";
@@ -82,21 +82,45 @@ export function packagesDirectory(r: Recipe, source: PackagesSource = { kind: "b
 }
 
 /**
- * The OS-layer targets: nothing of the compile in them. Syncing them while the
- * packages build puts the distribution installs beside the compile instead of
- * after it; the image builds then find them in the engine's cache.
+ * The OS-layer targets, and the pyxis downloads when the run has a pyxis image:
+ * nothing of the compile in them. Syncing them while the packages build puts
+ * the distribution installs beside the compile instead of after it; the image
+ * builds then find them in the engine's cache.
  */
 export function osLayers(r: Recipe): Container[] {
-  return OS_TARGETS.map((target) => dockerBuild(r, "Dockerfile", target));
+  return besideCompileTargets(r.resolved.images).map((target) => dockerBuild(r, "Dockerfile", target));
+}
+
+/** Anything the engine can be asked to have ready (a Container, a Directory). */
+export interface Syncable {
+  sync(): Promise<unknown>;
+}
+
+/**
+ * Syncs `main` and, beside it, `after`, which starts once every one of `gate`
+ * is ready: work that should take the cores only once `main` no longer waits
+ * on `gate`'s installs. Resolves when all are ready; rejects on the first failure.
+ */
+export async function syncGated(main: Syncable, gate: readonly Syncable[], after: readonly Syncable[]): Promise<void> {
+  const first = main.sync();
+  const gated = (async () => {
+    await Promise.all(gate.map((item) => item.sync()));
+    await Promise.all(after.map((item) => item.sync()));
+  })();
+  await Promise.all([first, gated]);
 }
 
 /**
  * The package set, ready: built (or pulled) while the OS layers build beside
- * it, so a cold build's distribution installs overlap the compile.
+ * it, so a cold build's distribution installs overlap the compile. When it is
+ * built, the OS layers start once the compile can (COMPILE_DEPS_TARGET: its
+ * build tools and build dependencies are in), so they do not slow the installs
+ * the compile waits for.
  */
 export async function readyPackages(r: Recipe, source: PackagesSource = { kind: "build" }): Promise<Directory> {
   const packages = packagesDirectory(r, source);
-  await Promise.all([packages.sync(), ...osLayers(r).map((layer) => layer.sync())]);
+  const gate = source.kind === "build" ? [dockerBuild(r, "Dockerfile.packages", COMPILE_DEPS_TARGET)] : [];
+  await syncGated(packages, gate, osLayers(r));
   return packages;
 }
 

@@ -39,9 +39,27 @@ export interface ImageSpec {
 /**
  * The OS-layer targets of dockerfiles/<family>/Dockerfile: every distribution
  * package the images need, nothing of the compile. A cold build runs them while
- * the packages (Dockerfile.packages) compile.
+ * the packages (Dockerfile.packages) compile: from the moment the compile can
+ * start (COMPILE_DEPS_TARGET is built), so that they take the cores from the
+ * compile's single-threaded stretches, not from the installs it waits for.
  */
 export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] as const;
+
+/**
+ * Download stages of dockerfiles/<family>/Dockerfile that only the pyxis images
+ * take (enroot's packages, the toolkit repository's key): nothing of the
+ * compile either, so a cold build runs them beside it too.
+ */
+export const PYXIS_DOWNLOAD_TARGETS = ["enroot-debs", "nvidia-key"] as const;
+
+/** What a cold build of these images runs beside the compile: the OS layers, and the pyxis downloads when a pyxis image is among them. */
+export function besideCompileTargets(images: readonly ImageSpec[]): string[] {
+  const pyxis = images.some((image) => image.inputs.includes("enroot"));
+  return [...OS_TARGETS, ...(pyxis ? PYXIS_DOWNLOAD_TARGETS : [])];
+}
+
+/** The stage of Dockerfile.packages the compile starts from: the build tools and Slurm's build dependencies. */
+export const COMPILE_DEPS_TARGET = "slurm-deps";
 
 /** The target of Dockerfile.packages whose filesystem is the package set: /slurm/*.deb, /pyxis/*.deb. */
 export const PACKAGES_TARGET = "packages";

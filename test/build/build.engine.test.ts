@@ -1,7 +1,16 @@
 import { dag } from "@dagger.io/dagger";
 import { describe, expect, it } from "vitest";
-import { BUILD_CONCURRENCY, forEachImage, imageContainer, ImagesFailedError, osLayers, packagesDirectory, recipeOf } from "../../src/build/build.engine.js";
-import { IMAGES, imageSpec, OS_TARGETS } from "../../src/core/catalog.js";
+import {
+  BUILD_CONCURRENCY,
+  forEachImage,
+  imageContainer,
+  ImagesFailedError,
+  osLayers,
+  packagesDirectory,
+  recipeOf,
+  syncGated,
+} from "../../src/build/build.engine.js";
+import { IMAGES, imageSpec, OS_TARGETS, PYXIS_DOWNLOAD_TARGETS } from "../../src/core/catalog.js";
 import { loadManifest } from "../../src/core/manifest.js";
 import { SlinkyContainers } from "../../src/index.js";
 import { resolve } from "../../src/build/plan.js";
@@ -109,10 +118,64 @@ describe("the package set in the images' build context", () => {
     expect(baseOf(packagesOf(image))).toBe(base);
   });
 
-  it("has OS-layer targets that need nothing of the compile", () => {
+  it("has OS-layer targets that need nothing of the compile, and the pyxis downloads when a pyxis image is in the run", () => {
+    const targetsOf = (layers: unknown[]) => layers.map((l) => queryOf(l).find((s) => s.operation === "dockerBuild")!.args!.target);
     const layers = osLayers(recipeOf(dag.directory(), manifest, resolved));
-    expect(layers.map((l) => queryOf(l).find((s) => s.operation === "dockerBuild")!.args!.target)).toEqual([...OS_TARGETS]);
-    for (const layer of layers) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
+    expect(targetsOf(layers)).toEqual([...OS_TARGETS]);
+    const all = osLayers(recipeOf(dag.directory(), manifest, resolve(manifest, { flavor: "debian13", group: "all" })));
+    expect(targetsOf(all)).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+    for (const layer of [...layers, ...all]) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
+  });
+});
+
+describe("syncGated: the OS layers beside the compile, once it can start", () => {
+  /** A Syncable that records when it starts and settles when told. */
+  const item = (name: string, log: string[]) => {
+    let settle: (error?: Error) => void = () => {};
+    const done = new Promise<void>((resolve, reject) => {
+      settle = (error) => (error ? reject(error) : resolve());
+    });
+    return { sync: () => (log.push(`start ${name}`), done), settle };
+  };
+
+  it("starts the main build and the gate at once, the rest only when every gate is ready, and waits for all", async () => {
+    const log: string[] = [];
+    const [main, gate, layer1, layer2] = ["packages", "slurm-deps", "slurmd-os", "login-os"].map((name) => item(name, log));
+    let finished = false;
+    const all = syncGated(main!, [gate!], [layer1!, layer2!]).then(() => (finished = true));
+    await sleep(5);
+    expect(log).toEqual(["start packages", "start slurm-deps"]);
+    gate!.settle();
+    await sleep(5);
+    expect(log).toEqual(["start packages", "start slurm-deps", "start slurmd-os", "start login-os"]);
+    main!.settle();
+    layer1!.settle();
+    await sleep(5);
+    expect(finished).toBe(false);
+    layer2!.settle();
+    await all;
+    expect(finished).toBe(true);
+  });
+
+  it("with no gate (the package set pulled from the cache) starts everything at once", async () => {
+    const log: string[] = [];
+    const [main, layer] = ["packages", "slurmd-os"].map((name) => item(name, log));
+    const all = syncGated(main!, [], [layer!]);
+    await sleep(5);
+    expect(log).toEqual(["start packages", "start slurmd-os"]);
+    main!.settle();
+    layer!.settle();
+    await all;
+  });
+
+  it("fails when the gate fails, and starts nothing after it", async () => {
+    const log: string[] = [];
+    const [main, gate, layer] = ["packages", "slurm-deps", "slurmd-os"].map((name) => item(name, log));
+    const all = syncGated(main!, [gate!], [layer!]);
+    gate!.settle(new Error("apt-get build-dep failed"));
+    main!.settle(new Error("apt-get build-dep failed"));
+    await expect(all).rejects.toThrow("apt-get build-dep failed");
+    expect(log).not.toContain("start slurmd-os");
   });
 });
 

@@ -1,5 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { IMAGES, IMAGE_NAMES, imageSpec, imagesOf, InvalidInputError } from "../../src/core/catalog.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  besideCompileTargets,
+  COMPILE_DEPS_TARGET,
+  IMAGES,
+  IMAGE_NAMES,
+  imageSpec,
+  imagesOf,
+  InvalidInputError,
+  OS_TARGETS,
+  PACKAGES_TARGET,
+  PYXIS_DOWNLOAD_TARGETS,
+} from "../../src/core/catalog.js";
+
+const RECIPE = join(import.meta.dirname, "..", "..", "dockerfiles", "debian");
+/** The stage names of a Dockerfile, and what each is FROM. */
+const stagesOf = (file: string) =>
+  new Map([...readFileSync(join(RECIPE, file), "utf8").matchAll(/^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS\s+(\S+)$/gm)].map((m) => [m[2]!, m[1]!]));
 
 describe("catalog", () => {
   it("holds the 8 images with the seed guide's titles", () => {
@@ -52,5 +70,36 @@ describe("catalog", () => {
       'unknown image "slurmdd": valid values are slurmctld, slurmd, slurmdbd, slurmrestd, sackd, login, slurmd-pyxis, login-pyxis',
     );
     expect(() => imagesOf("pyxis")).toThrow('unknown group "pyxis": valid values are core, extras, all');
+  });
+});
+
+describe("what a cold build runs beside the compile", () => {
+  it("is the OS layers, and the pyxis downloads only when a pyxis image is in the run", () => {
+    expect(besideCompileTargets(imagesOf("core"))).toEqual([...OS_TARGETS]);
+    expect(besideCompileTargets([imageSpec("slurmdbd")])).toEqual([...OS_TARGETS]);
+    expect(besideCompileTargets(imagesOf("all"))).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+    expect(besideCompileTargets([imageSpec("login-pyxis")])).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+  });
+
+  it("names stages of the Dockerfile that take nothing of the package set", () => {
+    const stages = stagesOf("Dockerfile");
+    const dockerfile = readFileSync(join(RECIPE, "Dockerfile"), "utf8");
+    for (const target of besideCompileTargets(IMAGES)) {
+      expect(stages.has(target), target).toBe(true);
+      // Follow the stage down to the base: no stage on the way mounts packages/.
+      for (let stage: string | undefined = target; stage && stages.has(stage); stage = stages.get(stage)) {
+        const body = dockerfile.slice(dockerfile.indexOf(`AS ${stage}\n`)).split(/^FROM /m)[0]!;
+        expect(body, stage).not.toContain("packages/");
+      }
+    }
+    // Every image's own stage does take it: nothing of the images themselves is built beside the compile.
+    for (const image of IMAGES) expect(besideCompileTargets(IMAGES)).not.toContain(image.target);
+  });
+
+  it("starts once the compile's own stage is built: COMPILE_DEPS_TARGET is what the compile and pyxis build FROM", () => {
+    const stages = stagesOf("Dockerfile.packages");
+    expect(stages.get("slurm-build")).toBe(COMPILE_DEPS_TARGET);
+    expect(stages.get("pyxis-build")).toBe(COMPILE_DEPS_TARGET);
+    expect(stages.get(PACKAGES_TARGET)).toBe("scratch");
   });
 });

@@ -6,7 +6,7 @@
  */
 import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type ImageSpec, OS_TARGETS } from "../../src/core/catalog.js";
+import { besideCompileTargets, COMPILE_DEPS_TARGET, type ImageSpec, PACKAGES_TARGET } from "../../src/core/catalog.js";
 import { deepMerge, loadManifest, type Manifest } from "../../src/core/manifest.js";
 import { buildArgs, imageLabels, type Provenance, type Resolved, requireChecksums, resolve } from "../../src/build/plan.js";
 import { archOf, DEFAULT_PLATFORM, type PlatformName } from "../../src/core/platform.js";
@@ -149,10 +149,16 @@ export function prepareContext(plan: BuildPlan): string {
   return join(plan.context, "packages");
 }
 
+/** `docker build` arguments of one target of Dockerfile.packages, before its output and context. */
+function packagesTargetArgs(plan: BuildPlan, target: string): string[] {
+  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.packagesDockerfile, "--target", target];
+  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  return args;
+}
+
 /** `docker build` arguments of the packages target, written out as files into `dest` (or tagged, with `tag`). */
 export function packagesBuildArgs(plan: BuildPlan, output: { dest: string } | { tag: string; labels?: Record<string, string> }): string[] {
-  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.packagesDockerfile, "--target", "packages"];
-  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  const args = packagesTargetArgs(plan, PACKAGES_TARGET);
   if ("dest" in output) args.push("--output", `type=local,dest=${output.dest}`);
   else {
     for (const [key, value] of Object.entries(output.labels ?? {})) args.push("--label", `${key}=${value}`);
@@ -183,9 +189,19 @@ export async function buildOsTarget(plan: BuildPlan, target: string, logFile: st
   return result.seconds;
 }
 
+/** Builds the stage of Dockerfile.packages the compile starts from (no output: the engine's cache holds it). */
+async function buildCompileDeps(plan: BuildPlan, logFile: string, timeoutMs: number): Promise<void> {
+  const result = await docker([...packagesTargetArgs(plan, COMPILE_DEPS_TARGET), plan.recipe], { timeoutMs, logFile });
+  if (result.code !== 0) {
+    throw new Error(`build of ${COMPILE_DEPS_TARGET} failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
+  }
+}
+
 /**
  * The cold path of every build: the packages, and meanwhile the OS layers
- * (which do not wait for the compile); resolves when both are done.
+ * (which do not wait for the compile); resolves when both are done. As the
+ * module does (src/build/build.engine.ts readyPackages), the OS layers start
+ * once the compile can: BuildKit runs the compile's stages once for both builds.
  */
 export async function buildPackagesAndOs(
   plan: BuildPlan,
@@ -197,7 +213,8 @@ export async function buildPackagesAndOs(
   const dest = prepareContext(plan);
   const started = Date.now();
   const os = (async () => {
-    for (const target of OS_TARGETS) await buildOsTarget(plan, target, join(logDir, `${target}.log`), timeoutMs);
+    await buildCompileDeps(plan, join(logDir, `${COMPILE_DEPS_TARGET}.log`), timeoutMs);
+    for (const target of besideCompileTargets(plan.resolved.images)) await buildOsTarget(plan, target, join(logDir, `${target}.log`), timeoutMs);
     return (Date.now() - started) / 1000;
   })();
   const [packagesSeconds, osSeconds] = await Promise.all([buildPackages(plan, dest, join(logDir, "packages.log"), timeoutMs, onPackagesOutput), os]);
