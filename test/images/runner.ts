@@ -127,10 +127,16 @@ export function buildPlan(sources: HarnessSources, prov: Provenance, options: Pl
 /** `--platform P` for a platform other than linux/amd64 (the amd64 harness's commands stay as they were). */
 const platformFlag = (plan: BuildPlan) => (plan.platform === DEFAULT_PLATFORM ? [] : ["--platform", plan.platform]);
 
+/** `docker build` arguments of one target of one of the recipe's Dockerfiles, before its output and context. */
+function targetArgs(plan: BuildPlan, dockerfile: string, target: string): string[] {
+  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", dockerfile, "--target", target];
+  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  return args;
+}
+
 /** The exact `docker build` arguments for one image. */
 export function dockerBuildArgs(plan: BuildPlan, image: ImageSpec, extraLabels: Record<string, string> = {}): string[] {
-  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.dockerfile, "--target", image.target];
-  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
+  const args = targetArgs(plan, plan.dockerfile, image.target);
   for (const [key, value] of Object.entries({ ...plan.labels(image), ...extraLabels })) args.push("--label", `${key}=${value}`);
   args.push("-t", plan.ref(image), plan.context);
   return args;
@@ -149,16 +155,9 @@ export function prepareContext(plan: BuildPlan): string {
   return join(plan.context, "packages");
 }
 
-/** `docker build` arguments of one target of Dockerfile.packages, before its output and context. */
-function packagesTargetArgs(plan: BuildPlan, target: string): string[] {
-  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.packagesDockerfile, "--target", target];
-  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
-  return args;
-}
-
 /** `docker build` arguments of the packages target, written out as files into `dest` (or tagged, with `tag`). */
 export function packagesBuildArgs(plan: BuildPlan, output: { dest: string } | { tag: string; labels?: Record<string, string> }): string[] {
-  const args = packagesTargetArgs(plan, PACKAGES_TARGET);
+  const args = targetArgs(plan, plan.packagesDockerfile, PACKAGES_TARGET);
   if ("dest" in output) args.push("--output", `type=local,dest=${output.dest}`);
   else {
     for (const [key, value] of Object.entries(output.labels ?? {})) args.push("--label", `${key}=${value}`);
@@ -177,24 +176,18 @@ export async function buildPackages(plan: BuildPlan, dest: string, logFile: stri
   return result.seconds;
 }
 
-/** Builds one OS-layer target (its cache is what the images then reuse); no tag. */
-export async function buildOsTarget(plan: BuildPlan, target: string, logFile: string, timeoutMs: number): Promise<number> {
-  const args = ["build", "--network", "host", "--progress", "plain", ...platformFlag(plan), "-f", plan.dockerfile, "--target", target];
-  for (const [key, value] of Object.entries(plan.args)) args.push("--build-arg", `${key}=${value}`);
-  args.push(plan.recipe);
-  const result = await docker(args, { timeoutMs, logFile });
+/** Builds one target of one of the recipe's Dockerfiles, with no output: the engine's cache keeps it. */
+async function buildTarget(plan: BuildPlan, dockerfile: string, target: string, logFile: string, timeoutMs: number): Promise<number> {
+  const result = await docker([...targetArgs(plan, dockerfile, target), plan.recipe], { timeoutMs, logFile });
   if (result.code !== 0) {
     throw new Error(`build of ${target} failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
   }
   return result.seconds;
 }
 
-/** Builds the stage of Dockerfile.packages the compile starts from (no output: the engine's cache holds it). */
-async function buildCompileDeps(plan: BuildPlan, logFile: string, timeoutMs: number): Promise<void> {
-  const result = await docker([...packagesTargetArgs(plan, COMPILE_DEPS_TARGET), plan.recipe], { timeoutMs, logFile });
-  if (result.code !== 0) {
-    throw new Error(`build of ${COMPILE_DEPS_TARGET} failed (exit ${result.code}); log ${logFile}:\n${result.stderr.slice(-6000)}`);
-  }
+/** Builds one OS-layer target (its cache is what the images then reuse); no tag. */
+export function buildOsTarget(plan: BuildPlan, target: string, logFile: string, timeoutMs: number): Promise<number> {
+  return buildTarget(plan, plan.dockerfile, target, logFile, timeoutMs);
 }
 
 /**
@@ -213,7 +206,8 @@ export async function buildPackagesAndOs(
   const dest = prepareContext(plan);
   const started = Date.now();
   const os = (async () => {
-    await buildCompileDeps(plan, join(logDir, `${COMPILE_DEPS_TARGET}.log`), timeoutMs);
+    // The stage of Dockerfile.packages the compile starts from.
+    await buildTarget(plan, plan.packagesDockerfile, COMPILE_DEPS_TARGET, join(logDir, `${COMPILE_DEPS_TARGET}.log`), timeoutMs);
     for (const target of besideCompileTargets(plan.resolved.images)) await buildOsTarget(plan, target, join(logDir, `${target}.log`), timeoutMs);
     return (Date.now() - started) / 1000;
   })();
