@@ -13,11 +13,13 @@ import {
   PACKAGES_TARGET,
   PYXIS_DOWNLOAD_TARGETS,
 } from "../../src/core/catalog.js";
+import { ancestry, PACKAGES_DIR, parseDockerfile, type Stage } from "../../src/cache/keys.js";
 
 const RECIPE = join(import.meta.dirname, "..", "..", "dockerfiles", "debian");
-/** The stage names of a Dockerfile, and what each is FROM. */
-const stagesOf = (file: string) =>
-  new Map([...readFileSync(join(RECIPE, file), "utf8").matchAll(/^FROM\s+(?:--platform=\S+\s+)?(\S+)\s+AS\s+(\S+)$/gm)].map((m) => [m[2]!, m[1]!]));
+/** A recipe Dockerfile as the build cache's keys read it. */
+const parsed = (file: string) => parseDockerfile(readFileSync(join(RECIPE, file), "utf8"));
+/** Whether a stage takes the package set from the build context. */
+const takesPackages = (stage: Stage) => stage.sources.some((source) => source === PACKAGES_DIR || source.startsWith(`${PACKAGES_DIR}/`));
 
 describe("catalog", () => {
   it("holds the 8 images with the seed guide's titles", () => {
@@ -82,24 +84,22 @@ describe("what a cold build runs beside the compile", () => {
   });
 
   it("names stages of the Dockerfile that take nothing of the package set", () => {
-    const stages = stagesOf("Dockerfile");
-    const dockerfile = readFileSync(join(RECIPE, "Dockerfile"), "utf8");
+    const dockerfile = parsed("Dockerfile");
     for (const target of besideCompileTargets(IMAGES)) {
-      expect(stages.has(target), target).toBe(true);
-      // Follow the stage down to the base: no stage on the way mounts packages/.
-      for (let stage: string | undefined = target; stage && stages.has(stage); stage = stages.get(stage)) {
-        const body = dockerfile.slice(dockerfile.indexOf(`AS ${stage}\n`)).split(/^FROM /m)[0]!;
-        expect(body, stage).not.toContain("packages/");
-      }
+      // ancestry throws for a name that is no stage; no stage it is built from takes packages/.
+      expect(ancestry(dockerfile, target).filter(takesPackages).map((stage) => stage.name), target).toEqual([]);
     }
     // Every image's own stage does take it: nothing of the images themselves is built beside the compile.
-    for (const image of IMAGES) expect(besideCompileTargets(IMAGES)).not.toContain(image.target);
+    for (const image of IMAGES) {
+      expect(besideCompileTargets(IMAGES)).not.toContain(image.target);
+      expect(ancestry(dockerfile, image.target).some(takesPackages), image.name).toBe(true);
+    }
   });
 
   it("starts once the compile's own stage is built: COMPILE_DEPS_TARGET is what the compile and pyxis build FROM", () => {
-    const stages = stagesOf("Dockerfile.packages");
-    expect(stages.get("slurm-build")).toBe(COMPILE_DEPS_TARGET);
-    expect(stages.get("pyxis-build")).toBe(COMPILE_DEPS_TARGET);
-    expect(stages.get(PACKAGES_TARGET)).toBe("scratch");
+    const from = new Map(parsed("Dockerfile.packages").stages.map((stage) => [stage.name, stage.from]));
+    expect(from.get("slurm-build")).toBe(COMPILE_DEPS_TARGET);
+    expect(from.get("pyxis-build")).toBe(COMPILE_DEPS_TARGET);
+    expect(from.get(PACKAGES_TARGET)).toBe("scratch");
   });
 });
