@@ -52,10 +52,17 @@ export const OS_TARGETS = ["slurmctld-os", "slurmd-os", "sackd-os", "login-os"] 
  */
 export const PYXIS_DOWNLOAD_TARGETS = ["enroot-debs", "nvidia-key"] as const;
 
-/** What a cold build of these images runs beside the compile: the OS layers, and the pyxis downloads when a pyxis image is among them. */
+/**
+ * The stage of dockerfiles/<family>/Dockerfile holding the distribution's
+ * package lists, which the installs after the compile take instead of each
+ * updating its own: fetched beside the compile, before the OS layers.
+ */
+export const APT_LISTS_TARGET = "apt-lists";
+
+/** What a cold build of these images runs beside the compile: the package lists, the OS layers, and the pyxis downloads when a pyxis image is among them. */
 export function besideCompileTargets(images: readonly ImageSpec[]): string[] {
   const pyxis = images.some((image) => image.inputs.includes("enroot"));
-  return [...OS_TARGETS, ...(pyxis ? PYXIS_DOWNLOAD_TARGETS : [])];
+  return [APT_LISTS_TARGET, ...OS_TARGETS, ...(pyxis ? PYXIS_DOWNLOAD_TARGETS : [])];
 }
 
 /** The stage of Dockerfile.packages the compile starts from: the build tools and Slurm's build dependencies. */

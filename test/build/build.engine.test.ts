@@ -10,7 +10,7 @@ import {
   recipeOf,
   syncGated,
 } from "../../src/build/build.engine.js";
-import { IMAGES, imageSpec, OS_TARGETS, PYXIS_DOWNLOAD_TARGETS } from "../../src/core/catalog.js";
+import { APT_LISTS_TARGET, IMAGES, imageSpec, OS_TARGETS, PYXIS_DOWNLOAD_TARGETS } from "../../src/core/catalog.js";
 import { loadManifest } from "../../src/core/manifest.js";
 import { SlinkyContainers } from "../../src/index.js";
 import { resolve } from "../../src/build/plan.js";
@@ -118,12 +118,12 @@ describe("the package set in the images' build context", () => {
     expect(baseOf(packagesOf(image))).toBe(base);
   });
 
-  it("has OS-layer targets that need nothing of the compile, and the pyxis downloads when a pyxis image is in the run", () => {
+  it("has the package lists and OS-layer targets that need nothing of the compile, and the pyxis downloads when a pyxis image is in the run", () => {
     const targetsOf = (layers: unknown[]) => layers.map((l) => queryOf(l).find((s) => s.operation === "dockerBuild")!.args!.target);
     const layers = osLayers(recipeOf(dag.directory(), manifest, resolved));
-    expect(targetsOf(layers)).toEqual([...OS_TARGETS]);
+    expect(targetsOf(layers)).toEqual([APT_LISTS_TARGET, ...OS_TARGETS]);
     const all = osLayers(recipeOf(dag.directory(), manifest, resolve(manifest, { flavor: "debian13", group: "all" })));
-    expect(targetsOf(all)).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+    expect(targetsOf(all)).toEqual([APT_LISTS_TARGET, ...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
     for (const layer of [...layers, ...all]) expect(queryOf(layer).some((s) => s.operation === "withDirectory")).toBe(false);
   });
 });

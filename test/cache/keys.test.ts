@@ -41,6 +41,7 @@ describe("parseDockerfile", () => {
       "kubectl",
       "sackd-os",
       "login-os",
+      "apt-lists",
       "login",
     ]);
     expect(parsed.globalArgs.get("BASE_IMAGE")).toBe("docker.io/library/ubuntu:24.04");
@@ -218,7 +219,7 @@ describe("the keys of a run, flipping each input", () => {
   });
 
   it("a compile stage of Dockerfile.packages: the package set and every image; Dockerfile alone never the package set", async () => {
-    edit("Dockerfile.packages", (t) => t.replace("apt.sh install build-essential fakeroot", "apt.sh install build-essential ccache fakeroot"));
+    edit("Dockerfile.packages", (t) => t.replace("install build-essential fakeroot", "install build-essential ccache fakeroot"));
     expect(changed(await keysWith())).toEqual(["packages", ...ALL]);
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  APT_LISTS_TARGET,
   besideCompileTargets,
   COMPILE_DEPS_TARGET,
   IMAGES,
@@ -76,11 +77,11 @@ describe("catalog", () => {
 });
 
 describe("what a cold build runs beside the compile", () => {
-  it("is the OS layers, and the pyxis downloads only when a pyxis image is in the run", () => {
-    expect(besideCompileTargets(imagesOf("core"))).toEqual([...OS_TARGETS]);
-    expect(besideCompileTargets([imageSpec("slurmdbd")])).toEqual([...OS_TARGETS]);
-    expect(besideCompileTargets(imagesOf("all"))).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
-    expect(besideCompileTargets([imageSpec("login-pyxis")])).toEqual([...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+  it("is the package lists and the OS layers, and the pyxis downloads only when a pyxis image is in the run", () => {
+    expect(besideCompileTargets(imagesOf("core"))).toEqual([APT_LISTS_TARGET, ...OS_TARGETS]);
+    expect(besideCompileTargets([imageSpec("slurmdbd")])).toEqual([APT_LISTS_TARGET, ...OS_TARGETS]);
+    expect(besideCompileTargets(imagesOf("all"))).toEqual([APT_LISTS_TARGET, ...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
+    expect(besideCompileTargets([imageSpec("login-pyxis")])).toEqual([APT_LISTS_TARGET, ...OS_TARGETS, ...PYXIS_DOWNLOAD_TARGETS]);
   });
 
   it("names stages of the Dockerfile that take nothing of the package set", () => {

@@ -1,9 +1,10 @@
 #!/bin/sh
-# apt.sh: apt-get for RUN steps that mount /var/cache/apt and /var/lib/apt/lists
-# as BuildKit cache mounts.
+# apt.sh: apt-get for RUN steps that mount /var/cache/apt (and, but where the
+# lists are given, /var/lib/apt/lists) as BuildKit cache mounts.
 #
-#   apt.sh install PKG|./file.deb ...   update the lists, install without recommends
-#   apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]
+#   apt.sh [--listed] install PKG|./file.deb ...
+#                                       install without recommends
+#   apt.sh [--listed] build-deps [--without PKG,...] CONTROL [HOST_ARCH]
 #                                       install the Build-Depends of a debian/control
 #                                       (but those --without names: a whole line of
 #                                       Build-Depends, for what no image needs) with
@@ -13,6 +14,17 @@
 #                                       for cross-building to HOST_ARCH (apt-get
 #                                       build-dep --host-architecture: libraries of
 #                                       HOST_ARCH, tools of the build machine)
+#   apt.sh lists                        update the lists only (a stage that keeps
+#                                       them in its own filesystem: no cache mount on
+#                                       /var/lib/apt/lists)
+#
+# install and build-deps update the lists first. With --listed they use the
+# lists already in /var/lib/apt/lists (an earlier step's of the same throwaway
+# stage, or the apt-lists stage's, bind-mounted) and update them only when
+# they cannot serve the install (no lists there, or a package they name has
+# left the mirror since they were fetched): when apt-get failed without
+# installing anything (dpkg's status unchanged), it is run once more after an
+# update. apt-get fetches every package before it unpacks any.
 #
 # Docker-oriented base images (Ubuntu's, Debian's) ship an apt hook,
 # /etc/apt/apt.conf.d/docker-clean, that deletes every downloaded package and
@@ -47,12 +59,48 @@ apt_get() {
 		-o Dpkg::Options::=--force-unsafe-io -o Acquire::Languages=none "$@"
 }
 
+# With the lists given, apt's cache of them (srcpkgcache.bin) is kept beside
+# them, so that the steps given them do not each read the whole index again.
+listed_cache() {
+	apt_get -o Dir::Cache::srcpkgcache=/var/lib/apt/lists/srcpkgcache.bin "$@"
+}
+
+# apt-get VERB ARGS... (install, build-dep) with lists that can serve it.
+with_lists() {
+	if [ "$listed" = false ]; then
+		apt_get update
+		apt_get "$@"
+		return
+	fi
+	before=$(cksum </var/lib/dpkg/status)
+	if listed_cache "$@"; then
+		return
+	fi
+	# Only a failure that installed nothing (a download or a resolution with
+	# these lists) is tried again, once, with updated lists.
+	[ "$(cksum </var/lib/dpkg/status)" = "$before" ] || exit 100
+	echo "apt.sh: the lists given cannot serve this; updating them" >&2
+	listed_cache update
+	listed_cache "$@"
+}
+
+listed=false
+if [ "${1:-}" = --listed ]; then
+	listed=true
+	shift
+fi
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
 install)
-	apt_get update
-	apt_get install --no-install-recommends "$@"
+	with_lists install --no-install-recommends "$@"
+	;;
+lists)
+	if [ $# -gt 0 ] || [ "$listed" = true ]; then
+		echo "usage: apt.sh lists" >&2
+		exit 2
+	fi
+	listed_cache update
 	;;
 build-deps)
 	without=
@@ -60,8 +108,7 @@ build-deps)
 		without=$2
 		shift 2
 	fi
-	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2; exit 2; }
-	apt_get update
+	[ $# -eq 1 ] || [ $# -eq 2 ] || { echo "usage: apt.sh [--listed] build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2; exit 2; }
 	# apt-get build-dep reads a source tree's debian/control.
 	work=$(mktemp -d)
 	mkdir "$work/debian"
@@ -81,11 +128,11 @@ build-deps)
 		sed -i -E 's/(^|[[:space:],|])python3([[:space:]]*([,(|]|$))/\1python3:native\2/g' "$control"
 		set -- --host-architecture "$host"
 	fi
-	apt_get -o Debug::pkgProblemResolver=yes build-dep --no-install-recommends "$@" "$work"
+	with_lists -o Debug::pkgProblemResolver=yes build-dep --no-install-recommends "$@" "$work"
 	rm -rf "$work"
 	;;
 *)
-	echo "usage: apt.sh install PKG... | apt.sh build-deps [--without PKG,...] CONTROL [HOST_ARCH]" >&2
+	echo "usage: apt.sh [--listed] install PKG... | apt.sh [--listed] build-deps [--without PKG,...] CONTROL [HOST_ARCH] | apt.sh lists" >&2
 	exit 2
 	;;
 esac

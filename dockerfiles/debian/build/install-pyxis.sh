@@ -4,6 +4,7 @@
 #   /debs/pyxis    the pyxis package built by the pyxis-build stage
 #   /debs/enroot   enroot.deb and enroot+caps.deb (sha256-checked downloads)
 #   /keys/nvidia-container-toolkit.asc  the toolkit repository's key (sha256-checked)
+#   /var/lib/apt/lists  the apt-lists stage's lists (rw)
 # and NVIDIA_REPO_URL, NVIDIA_TOOLKIT_VERSION in the environment.
 set -eu
 
@@ -14,11 +15,12 @@ here=$(dirname "$0")
 pyxis=$(find /debs/pyxis -name '*.deb' | head -n 1)
 [ -n "$pyxis" ] || { echo "install-pyxis.sh: no pyxis package in /debs/pyxis" >&2; exit 1; }
 
-"$here/apt.sh" install ca-certificates bash-completion fuse-overlayfs pigz squashfuse \
+"$here/apt.sh" --listed install ca-certificates bash-completion fuse-overlayfs pigz squashfuse \
 	/debs/enroot/enroot.deb /debs/enroot/enroot+caps.deb "$pyxis"
 
 # The toolkit's repository is used for this install only: the image keeps no
-# source entry pointing at the build's mirror.
+# source entry pointing at the build's mirror. Its lists are fetched here (the
+# distribution's are given: only their InRelease is checked again).
 list=/etc/apt/sources.list.d/nvidia-container-toolkit.list
 echo "deb [signed-by=/keys/nvidia-container-toolkit.asc] $NVIDIA_REPO_URL /" >"$list"
 status=0
