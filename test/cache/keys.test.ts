@@ -207,6 +207,11 @@ describe("the keys of a run, flipping each input", () => {
     expect(changed(await keysWith())).toEqual(ALL);
   });
 
+  it("the package lists' stage (apt-lists): all 8 images, which take its lists, not the package set", async () => {
+    edit("Dockerfile", (t) => t.replace("    apt.sh lists\n", "    apt.sh lists && true\n"));
+    expect(changed(await keysWith())).toEqual(ALL);
+  });
+
   it("a package added to login's OS stage: login and login-pyxis", async () => {
     edit("Dockerfile", (t) => t.replace("apt.sh install openssh-server authselect", "apt.sh install less openssh-server authselect"));
     expect(changed(await keysWith())).toEqual(["login", "login-pyxis"]);
