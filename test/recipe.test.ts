@@ -130,3 +130,18 @@ describe("cross-apt.sh: the target architecture's archive (flavor data), Ubuntu 
     expect("stdout" in result ? result.stdout : "").toBe("");
   });
 });
+
+describe("the Dockerfiles' RUN mounts: what Dagger's dockerBuild can convert", () => {
+  // Dagger's Directory.dockerBuild (v0.21.8, and its main branch on 2026-08-20) converts a
+  // Dockerfile without the solver's capabilities; dockerfile2llb asks them for a read-write bind
+  // mount, and the engine panics on a nil pointer (seen in test/engine's build-all, 2026-12-02).
+  const dirOf = join(import.meta.dirname, "..", "dockerfiles");
+  const dockerfiles = ["debian/Dockerfile", "debian/Dockerfile.packages"];
+  it.each(dockerfiles)("%s binds nothing read-write (rw, readwrite)", async (name) => {
+    const { readFile } = await import("node:fs/promises");
+    const text = await readFile(join(dirOf, name), "utf8");
+    const binds = [...text.matchAll(/--mount=(\S+)/g)].map((m) => m[1] as string).filter((m) => m.split(",").includes("type=bind"));
+    expect(binds.length).toBeGreaterThan(0);
+    expect(binds.filter((m) => m.split(",").some((o) => o === "rw" || o === "readwrite" || o.startsWith("rw=") || o.startsWith("readwrite=")))).toEqual([]);
+  });
+});

@@ -23,7 +23,7 @@ const UPDATING = "apt.sh: the lists given cannot serve this; updating them";
 const FETCHED_RELEASE = /(Get|Hit):\d+ \S+ \S+ InRelease/;
 
 const mount = "--mount=type=bind,source=build/apt.sh,target=/usr/local/sbin/apt.sh";
-const listsFrom = (stage: string) => `--mount=type=bind,from=${stage},source=/var/lib/apt/lists,target=/var/lib/apt/lists,rw`;
+const listsFrom = (stage: string) => `--mount=type=bind,from=${stage},source=/var/lib/apt/lists,target=/var/lib/apt/lists`;
 const DOCKERFILE = `ARG BASE_IMAGE
 FROM \${BASE_IMAGE} AS lists
 RUN --mount=type=cache,target=/var/cache/apt,sharing=private ${mount} apt.sh lists
@@ -37,13 +37,13 @@ RUN sed -i -E 's#^(Filename: .*/${PACKAGE}_[^/]*)\\.deb$#\\1-gone.deb#' /var/lib
  && rm /var/lib/apt/lists/*InRelease
 
 FROM \${BASE_IMAGE} AS given
-RUN ${listsFrom("lists")} ${mount} apt.sh --listed install ${PACKAGE}
+RUN --mount=type=cache,target=/var/cache/apt,sharing=private ${listsFrom("lists")} ${mount} apt.sh --listed install ${PACKAGE}
 
 FROM \${BASE_IMAGE} AS none
 RUN --mount=type=tmpfs,target=/var/lib/apt/lists ${mount} apt.sh --listed install ${PACKAGE}
 
 FROM \${BASE_IMAGE} AS gone
-RUN ${listsFrom("stale")} ${mount} apt.sh --listed install ${PACKAGE}
+RUN --mount=type=cache,target=/var/cache/apt,sharing=private ${listsFrom("stale")} ${mount} apt.sh --listed install ${PACKAGE}
 `;
 
 let engine: Engine;
@@ -87,9 +87,9 @@ async function installed(target: string): Promise<string> {
   return (await dockerOk(["run", "--rm", "--entrypoint", "dpkg-query", image(target), "-W", "-f", "${Status}", PACKAGE])).trim();
 }
 
-/** The index files in the image's own /var/lib/apt/lists (none: the step's lists were a mount). */
+/** The index files in the image's own /var/lib/apt/lists and /var/cache/apt (none: the step's lists and its updates were mounts). */
 async function shippedLists(target: string): Promise<string> {
-  return (await dockerOk(["run", "--rm", "--entrypoint", "find", image(target), "/var/lib/apt/lists", "-name", "*_Packages*"])).trim();
+  return (await dockerOk(["run", "--rm", "--entrypoint", "find", image(target), "/var/lib/apt/lists", "/var/cache/apt", "-name", "*_Packages*"])).trim();
 }
 
 describe("apt.sh --listed install, with the real apt-get in the base image", () => {

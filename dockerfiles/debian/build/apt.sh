@@ -20,11 +20,16 @@
 #
 # install and build-deps update the lists first. With --listed they use the
 # lists already in /var/lib/apt/lists (an earlier step's of the same throwaway
-# stage, or the apt-lists stage's, bind-mounted) and update them only when
-# they cannot serve the install (no lists there, or a package they name has
-# left the mirror since they were fetched): when apt-get failed without
+# stage, or the apt-lists stage's, bind-mounted read-only) and update them only
+# when they cannot serve the install (no lists there, or a package they name
+# has left the mirror since they were fetched): when apt-get failed without
 # installing anything (dpkg's status unchanged), it is run once more after an
 # update. apt-get fetches every package before it unpacks any.
+#
+# Where /var/lib/apt/lists is read-only (the apt-lists stage's, bind-mounted:
+# a read-write bind mount makes Dagger's dockerBuild panic, see the
+# Dockerfile), an update goes to /var/cache/apt/lists, in the step's cache
+# mount, and apt is pointed there.
 #
 # Docker-oriented base images (Ubuntu's, Debian's) ship an apt hook,
 # /etc/apt/apt.conf.d/docker-clean, that deletes every downloaded package and
@@ -59,29 +64,39 @@ apt_get() {
 		-o Dpkg::Options::=--force-unsafe-io -o Acquire::Languages=none "$@"
 }
 
-# With the lists given, apt's cache of them (srcpkgcache.bin) is kept beside
-# them, so that the steps given them do not each read the whole index again.
-listed_cache() {
-	apt_get -o Dir::Cache::srcpkgcache=/var/lib/apt/lists/srcpkgcache.bin "$@"
+# apt's cache of the lists (srcpkgcache.bin) is kept beside them, so that the
+# steps given them do not each read the whole index again.
+lists=/var/lib/apt/lists
+with_cache() {
+	apt_get -o Dir::State::Lists="$lists" -o Dir::Cache::srcpkgcache="$lists/srcpkgcache.bin" "$@"
+}
+
+# Update the lists, into the step's cache mount where the given ones are read-only.
+update() {
+	if ! [ -w "$lists" ]; then
+		lists=/var/cache/apt/lists
+		mkdir -p "$lists/partial"
+	fi
+	with_cache update
 }
 
 # apt-get VERB ARGS... (install, build-dep) with lists that can serve it.
 with_lists() {
 	if [ "$listed" = false ]; then
-		apt_get update
-		apt_get "$@"
+		update
+		with_cache "$@"
 		return
 	fi
 	before=$(cksum </var/lib/dpkg/status)
-	if listed_cache "$@"; then
+	if with_cache "$@"; then
 		return
 	fi
 	# Only a failure that installed nothing (a download or a resolution with
 	# these lists) is tried again, once, with updated lists.
 	[ "$(cksum </var/lib/dpkg/status)" = "$before" ] || exit 100
 	echo "apt.sh: the lists given cannot serve this; updating them" >&2
-	listed_cache update
-	listed_cache "$@"
+	update
+	with_cache "$@"
 }
 
 listed=false
@@ -100,7 +115,7 @@ lists)
 		echo "usage: apt.sh lists" >&2
 		exit 2
 	fi
-	listed_cache update
+	update
 	;;
 build-deps)
 	without=

@@ -4,7 +4,8 @@
 #   /debs/pyxis    the pyxis package built by the pyxis-build stage
 #   /debs/enroot   enroot.deb and enroot+caps.deb (sha256-checked downloads)
 #   /keys/nvidia-container-toolkit.asc  the toolkit repository's key (sha256-checked)
-#   /var/lib/apt/lists  the apt-lists stage's lists (rw)
+#   /var/lib/apt/lists  the apt-lists stage's lists (read-only; apt.sh updates
+#                  into /var/cache/apt/lists, the step's cache mount)
 # and NVIDIA_REPO_URL, NVIDIA_TOOLKIT_VERSION in the environment.
 set -eu
 
