@@ -87,7 +87,8 @@ function words(line: string): string[] {
   return line.split(" ").filter(Boolean);
 }
 
-function mountOptions(flag: string): Record<string, string> {
+/** A RUN `--mount=` flag's options by name; a bare option (`rw`) reads as `"true"`. */
+export function mountOptions(flag: string): Record<string, string> {
   return Object.fromEntries(
     flag
       .slice("--mount=".length)

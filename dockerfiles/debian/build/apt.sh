@@ -1,6 +1,6 @@
 #!/bin/sh
 # apt.sh: apt-get for RUN steps that mount /var/cache/apt (and, but where the
-# lists are given, /var/lib/apt/lists) as BuildKit cache mounts.
+# lists are given: --listed, /var/lib/apt/lists) as BuildKit cache mounts.
 #
 #   apt.sh [--listed] install PKG|./file.deb ...
 #                                       install without recommends

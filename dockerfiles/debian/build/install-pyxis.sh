@@ -20,8 +20,9 @@ pyxis=$(find /debs/pyxis -name '*.deb' | head -n 1)
 	/debs/enroot/enroot.deb /debs/enroot/enroot+caps.deb "$pyxis"
 
 # The toolkit's repository is used for this install only: the image keeps no
-# source entry pointing at the build's mirror. Its lists are fetched here (the
-# distribution's are given: only their InRelease is checked again).
+# source entry pointing at the build's mirror. Its lists are fetched here, with
+# the distribution's again (the given ones are read-only: apt.sh updates into
+# the step's cache mount, warm on a kept engine).
 list=/etc/apt/sources.list.d/nvidia-container-toolkit.list
 echo "deb [signed-by=/keys/nvidia-container-toolkit.asc] $NVIDIA_REPO_URL /" >"$list"
 status=0
