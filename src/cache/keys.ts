@@ -88,7 +88,7 @@ function words(line: string): string[] {
 }
 
 /** A RUN `--mount=` flag's options by name; a bare option (`rw`) reads as `"true"`. */
-export function mountOptions(flag: string): Record<string, string> {
+function mountOptions(flag: string): Record<string, string> {
   return Object.fromEntries(
     flag
       .slice("--mount=".length)
@@ -98,6 +98,14 @@ export function mountOptions(flag: string): Record<string, string> {
         return at < 0 ? [kv, "true"] : [kv.slice(0, at), kv.slice(at + 1)];
       }),
   );
+}
+
+/** The options of an instruction's bind mounts (`type=bind`, BuildKit's default type). */
+export function bindMounts(instruction: string): Record<string, string>[] {
+  return words(instruction)
+    .filter((w) => w.startsWith("--mount="))
+    .map(mountOptions)
+    .filter((options) => (options.type ?? "bind") === "bind");
 }
 
 /** Splits a Dockerfile into stages with what each one uses. */
@@ -143,10 +151,7 @@ export function parseDockerfile(text: string): ParsedDockerfile {
         stage.sources.push(...paths.slice(0, -1));
       }
     } else if (op === "RUN") {
-      for (const flag of rest.filter((w) => w.startsWith("--mount="))) {
-        const options = mountOptions(flag);
-        const type = options.type ?? "bind";
-        if (type !== "bind") continue;
+      for (const options of bindMounts(instruction)) {
         if (options.from) {
           if (!stages.some((s) => s.name === options.from)) {
             throw new DockerfileParseError(`--mount from=${options.from} names no earlier stage: ${instruction}`);
