@@ -50,7 +50,7 @@ export class SlinkyContainers {
   async build(
     /** The image: slurmctld, slurmd, slurmdbd, slurmrestd, sackd, login, slurmd-pyxis or login-pyxis. */
     image: string,
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -82,7 +82,7 @@ export class SlinkyContainers {
   async buildAll(
     /** Images to build: core, extras or all. */
     group = "all",
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -120,7 +120,7 @@ export class SlinkyContainers {
   async test(
     /** Images to check: core, extras or all. */
     group = "all",
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -154,7 +154,7 @@ export class SlinkyContainers {
    */
   @func()
   async plan(
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -203,9 +203,8 @@ export class SlinkyContainers {
 
   /**
    * Build the group and push each image once as <v>-<f>-<slug>-<sha8>, then
-   * point <v>-<f>-<slug>-latest at the same digest (manifest copy, no
-   * re-push). Prints the report; fails if any image failed. No smoke tests:
-   * `ci` runs those.
+   * point <v>-<f>-<slug>-latest at the same digest (no smoke tests: `ci`
+   * runs those). Prints the report; fails if any image failed.
    */
   @func({ cache: "never" })
   async publish(
@@ -219,7 +218,7 @@ export class SlinkyContainers {
     username: string,
     /** Registry password or token, e.g. env:CI_REGISTRY_PASSWORD. */
     password: Secret,
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -274,7 +273,7 @@ export class SlinkyContainers {
     password: Secret,
     /** The branch whose commit is promoted: it must be the default branch. */
     branch = "main",
-    /** Slurm release line (or its pinned patch release). */
+    /** Slurm release line: 25.11 or 26.05 (manifest.json's lines), or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** Linux flavor: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
@@ -308,10 +307,10 @@ export class SlinkyContainers {
   }
 
   /**
-   * The GitLab job's one call: build and smoke-test the group; on a branch,
-   * publish; on the default branch, promote. Merge-request and tag pipelines
-   * (no branch) build and test without pushing. Returns report.json,
-   * report.md and status (passed/failed) to export as the job's artifact.
+   * The GitLab job's one call: build and smoke-test the group, publish it on
+   * a branch (with no branch, push nothing) and promote it on the default
+   * branch. Returns report.json, report.md and status (passed/failed) to
+   * export as the job's artifact.
    */
   @func({ cache: "never" })
   async ci(
@@ -321,7 +320,7 @@ export class SlinkyContainers {
     commitSha: string,
     /** $CI_DEFAULT_BRANCH: its builds are promoted. */
     defaultBranch: string,
-    /** $CI_PIPELINE_SOURCE (push, web, schedule, merge_request_event, ...). */
+    /** $CI_PIPELINE_SOURCE: push, web, schedule, api, trigger, merge_request_event or another source GitLab sets. */
     pipelineSource: string,
     /** $CI_REGISTRY_IMAGE: the registry path the images go under. */
     registry: string,
@@ -329,7 +328,7 @@ export class SlinkyContainers {
     username: string,
     /** env:CI_REGISTRY_PASSWORD. */
     password: Secret,
-    /** $SLURM_VERSION: Slurm release line (or its pinned patch release). */
+    /** $SLURM_VERSION: Slurm release line, 25.11 or 26.05, or a line's pinned patch release. */
     slurmVersion = "25.11",
     /** $LINUX_FLAVOR: ubuntu24.04, ubuntu26.04 or debian13. */
     flavor = "ubuntu24.04",
