@@ -18,7 +18,7 @@
  *   the version.
  * - Each image's amd64 and arm64 builds pushed to the real docker-registry on
  *   127.0.0.1 (token auth) as one OCI index (what Dagger's publish with platform
- *   variants pushes), published and promoted by src/release.ts, read back with skopeo.
+ *   variants pushes), published and promoted by src/release/publish.ts and promote.ts, read back with skopeo.
  *
  * Figures (seconds, this machine) go to out/arm64-report.json and the console.
  */

@@ -19,12 +19,14 @@ rm -rf "$work"
 mkdir -p "$work"
 cp -a "$src" "$work/slurm"
 
-# parallel: debhelper passes -jN to make (upstream's build runs single-threaded).
+# parallel: debhelper passes -jN to make, N the CPUs. (dpkg-buildpackage's default
+# is the same, so upstream's plain debuild runs make -j2 on 2 cores too: measured
+# side by side, docs/benchmarks.md "Upstream's build, side by side".)
 # nocheck, nodoc: no test suite run, no docs installed where debhelper allows.
 # noddebs: no debug-symbol packages (.ddeb on Ubuntu, -dbgsym .deb on Debian).
 DEB_BUILD_OPTIONS="parallel=$(nproc) nocheck nodoc noddebs terse"
-# config.site (beside this script) turns off static libraries (half the
-# compiling) and sview (a GTK GUI).
+# config.site (beside this script) turns off static libraries (libtool's second
+# compile of every source) and sview (a GTK GUI).
 CONFIG_SITE="$here/config.site"
 # Only the packages some image installs (the Dockerfile's /debs/slurm-smd*.deb):
 # debhelper skips the others (-N), so none is assembled, compressed or collected.
