@@ -12,6 +12,7 @@ import { type ImageName, imageSpec } from "../../src/core/catalog.js";
 import { loadManifest } from "../../src/core/manifest.js";
 import { imageMaterials } from "../../src/supply-chain/materials.js";
 import { resolve } from "../../src/build/plan.js";
+import { anchors, firstCells, section } from "../support/markdown.js";
 import {
   BUILD_TYPE,
   PREDICATE_TYPE,
@@ -225,5 +226,21 @@ describe("the README documents the build type", () => {
     const anchor = BUILD_TYPE.slice(BUILD_TYPE.indexOf("#") + 1);
     const headings = readme.split("\n").filter((l) => /^#+ /.test(l)).map((l) => l.replace(/^#+ /, "").toLowerCase().replace(/[^a-z0-9 -]/g, "").replace(/ /g, "-"));
     expect(headings).toContain(anchor);
+  });
+
+  it("the README's section links to the page whose section describes every field of the predicate", () => {
+    const root = join(import.meta.dirname, "..", "..");
+    const readmeSection = section(readFileSync(join(root, "README.md"), "utf8"), "Provenance (build type v1)");
+    expect(readmeSection).toContain("(docs/supply-chain.md#provenance-build-type-v1)");
+    const page = readFileSync(join(root, "docs", "supply-chain.md"), "utf8");
+    expect(anchors(page).has("provenance-build-type-v1")).toBe(true);
+    const fields = firstCells(section(page, "Provenance (build type v1)")).map((c) => c.replace(/`/g, ""));
+    const predicate = slsaProvenance(argsFor()) as unknown as { buildDefinition: object; runDetails: object };
+    const made = [
+      ...Object.keys(predicate.buildDefinition).filter((k) => k !== "buildType"),
+      ...Object.keys(predicate.runDetails).map((k) => `runDetails.${k}`),
+    ];
+    expect(made.length).toBeGreaterThan(3);
+    expect(fields.sort()).toEqual(made.sort());
   });
 });
