@@ -2,7 +2,7 @@
 # Install the pinned Dagger CLI after checking the release tarball's sha256.
 #
 # Inputs (environment):
-#   DAGGER_VERSION      required, e.g. 0.21.9 (must match the module's engineVersion)
+#   DAGGER_VERSION      required, e.g. 0.21.8 (must match the module's engineVersion)
 #   DAGGER_SHA256       sha256 of dagger_v<version>_linux_<arch>.tar.gz (a pin); when unset,
 #                       the pinned entry in ci/dagger-checksums.txt is used; when neither
 #                       exists, the release's published checksums.txt (what Dagger's own
@@ -27,7 +27,7 @@ die() {
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 version="${DAGGER_VERSION:-}"
-[[ -n "$version" ]] || die "DAGGER_VERSION is not set (expected the pinned Dagger version, e.g. 0.21.9)"
+[[ -n "$version" ]] || die "DAGGER_VERSION is not set (expected the pinned Dagger version, e.g. 0.21.8)"
 [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "DAGGER_VERSION '$version' is not a release version X.Y.Z"
 
 os="$(uname -s | tr '[:upper:]' '[:lower:]')"

@@ -156,7 +156,7 @@ describe(".gitlab-ci.yml with gitlab-ci-local", () => {
 
   it("pins DAGGER_VERSION to the module's engine and SDK version", () => {
     const v = pinnedDaggerVersion();
-    expect(v).toBe("0.21.9");
+    expect(v).toBe("0.21.8");
     expect(JSON.parse(readFileSync(join(ROOT, "dagger.json"), "utf8")).engineVersion).toBe(`v${v}`);
     expect(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).dependencies["@dagger.io/dagger"]).toBe(v);
     expect(ciYaml.variables.DAGGER_NO_NAG).toBe("1");
