@@ -43,8 +43,8 @@ export class SlinkyContainers {
   }
 
   /**
-   * Build one image and return its container: chain `terminal` to look
-   * inside, `export` or `export-image` to keep it.
+   * Build one image and return its container.
+   * Chain `terminal` to look inside it, `export` or `export-image` to keep it.
    */
   @func()
   async build(
@@ -75,8 +75,8 @@ export class SlinkyContainers {
   }
 
   /**
-   * Build every image of a group concurrently, wait for all of them, and
-   * report each image; fails naming every image that failed.
+   * Build every image of a group concurrently and report each one.
+   * Fails naming every image that failed.
    */
   @func()
   async buildAll(
@@ -112,9 +112,9 @@ export class SlinkyContainers {
   }
 
   /**
-   * Build every image of a group and run its smoke checks inside it: the
-   * daemons print the pinned version, uid 401 exists, the entrypoint is
-   * there and executable, no binary or plugin misses a shared library.
+   * Build every image of a group and run its smoke checks inside it.
+   * The daemons print the pinned version, uid 401 exists, the entrypoint is
+   * executable, and no binary or plugin misses a shared library.
    */
   @func()
   async test(
@@ -202,9 +202,10 @@ export class SlinkyContainers {
   }
 
   /**
-   * Build the group and push each image once as <v>-<f>-<slug>-<sha8>, then
-   * point <v>-<f>-<slug>-latest at the same digest (no smoke tests: `ci`
-   * runs those). Prints the report; fails if any image failed.
+   * Build the group and push it under its commit and branch tags.
+   * Each image is pushed once as <v>-<f>-<slug>-<sha8>, <v>-<f>-<slug>-latest
+   * points at the same digest, and the report is printed; fails if any image
+   * failed (no smoke tests: `ci` runs those).
    */
   @func({ cache: "never" })
   async publish(
@@ -256,10 +257,10 @@ export class SlinkyContainers {
   }
 
   /**
-   * Move <v>-<f>-latest of every image of the group to the digest its commit
-   * tag <v>-<f>-<slug>-<sha8> holds: default branch only, all or nothing,
-   * by manifest copy (digest unchanged), rolled back if any move fails or
-   * another writer changes a production tag meanwhile.
+   * Move the group's production tags to what a default-branch commit pushed.
+   * Each <v>-<f>-latest gets its commit tag's digest by manifest copy, all or
+   * nothing: rolled back if any move fails or another writer changes a
+   * production tag meanwhile.
    */
   @func({ cache: "never" })
   async promote(
@@ -307,10 +308,9 @@ export class SlinkyContainers {
   }
 
   /**
-   * The GitLab job's one call: build and smoke-test the group, publish it on
-   * a branch (with no branch, push nothing) and promote it on the default
-   * branch. Returns report.json, report.md and status (passed/failed) to
-   * export as the job's artifact.
+   * The GitLab job's one call: build, smoke-test, publish and promote a group.
+   * With no branch it pushes nothing, off the default branch it promotes
+   * nothing; it returns report.json, report.md and status (passed/failed).
    */
   @func({ cache: "never" })
   async ci(
@@ -387,10 +387,9 @@ export class SlinkyContainers {
   }
 
   /**
-   * Check a reference's cosign signature and its two signed attestations
-   * (SPDX SBOM, SLSA v1 provenance): with the public key (key-based), or
-   * with the certificate identity and issuer (keyless). Prints what was
-   * verified; fails if anything is not.
+   * Check an image's cosign signature and its SBOM and provenance attestations.
+   * With the public key (key-based) or the certificate identity and issuer
+   * (keyless); prints what was verified and fails if anything is not.
    */
   @func({ cache: "never" })
   async verify(

@@ -145,6 +145,11 @@ describe("the Dagger surface is documented", () => {
     expect(long).toEqual([]);
   });
 
+  it("each function's first line, all that `dagger functions` shows of it, is a whole sentence", () => {
+    const cut = functions().map((f) => f.description.split("\n")[0]!.trim()).filter((line) => !line.endsWith(".") || line.length > 80);
+    expect(cut).toEqual([]);
+  });
+
   it("an argument with a fixed set of values names every one of them", () => {
     const manifest = loadManifest();
     const fixed: Record<string, readonly string[]> = {
