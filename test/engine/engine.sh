@@ -31,6 +31,10 @@
 # reaches Docker Hub. SLINKY_DAGGER_TLS_REGISTRY (host:port) is trusted through
 # the CA file SLINKY_DAGGER_REGISTRY_CA. SLINKY_DAGGER_FRESH=1 starts from an
 # empty engine state (state-fresh/, wiped; state/ is kept for the next start).
+# SLINKY_DAGGER_SDK_CONTENT (an OCI content store) is copied into the engine's
+# builtin content, and DAGGER_TYPESCRIPT_SDK_MANIFEST_DIGEST and
+# DAGGER_GO_SDK_MANIFEST_DIGEST, when set, reach the engine's environment: the
+# builtin SDKs of module mode, which an engine built from source lacks.
 set -euo pipefail
 
 DIR=${SLINKY_DAGGER_DIR:-/var/tmp/slinky-dagger}
@@ -85,11 +89,20 @@ make_rootfs() {
 		ln -sfn "/usr/lib/cni/$name" "$ROOTFS/opt/cni/bin/$name"
 	done
 	mkdir -p "$ROOTFS/etc/dagger" "$ROOTFS/usr/local/share/dagger/content" "$ROOTFS/var/lib/dagger" "$ROOTFS/run/dagger"
+	# Module mode: the builtin SDK images' content, where given (SLINKY_DAGGER_SDK_CONTENT,
+	# an OCI content store; the engine finds them by DAGGER_*_SDK_MANIFEST_DIGEST).
+	if [[ -n ${SLINKY_DAGGER_SDK_CONTENT:-} ]]; then
+		[[ -d $SLINKY_DAGGER_SDK_CONTENT/blobs/sha256 ]] || die "SLINKY_DAGGER_SDK_CONTENT=$SLINKY_DAGGER_SDK_CONTENT has no blobs/sha256"
+		cp -a "$SLINKY_DAGGER_SDK_CONTENT/blobs" "$ROOTFS/usr/local/share/dagger/content/"
+	fi
 	cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 	local tls=""
 	if [[ -n ${SLINKY_DAGGER_TLS_REGISTRY:-} ]]; then
 		install -m 0644 "${SLINKY_DAGGER_REGISTRY_CA:?SLINKY_DAGGER_TLS_REGISTRY needs SLINKY_DAGGER_REGISTRY_CA}" "$ROOTFS/etc/dagger/registry-ca.pem"
 		tls=$(printf ',"%s":{"ca":["/etc/dagger/registry-ca.pem"]}' "$SLINKY_DAGGER_TLS_REGISTRY")
+		# The engine's custom CAs, which it adds to its containers' trust stores: the module's
+		# own registry client runs in one in module mode.
+		install -D -m 0644 "$SLINKY_DAGGER_REGISTRY_CA" "$ROOTFS/usr/local/share/ca-certificates/slinky-test-registry-ca.crt"
 	fi
 	printf '{"logLevel":"info","registries":{"docker.io":{"mirrors":["%s"]},"%s":{"http":true}%s}}\n' \
 		"$MIRROR" "$MIRROR" "$tls" >"$ROOTFS/etc/dagger/engine.json"

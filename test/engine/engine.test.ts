@@ -11,29 +11,22 @@
  * Where the engine cannot be built here (build-dagger.sh records the Go module
  * proxy's refusal), every test is skipped under a name that says why.
  */
-import { randomBytes } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connection, dag } from "@dagger.io/dagger";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES } from "../../src/core/catalog.js";
 import { SlinkyContainers } from "../../src/index.js";
-import { deepMerge, loadManifest } from "../../src/core/manifest.js";
+import { loadManifest } from "../../src/core/manifest.js";
 import { imageLabels, resolve } from "../../src/build/plan.js";
-import { BASE_IMAGE, DOCKER, dockerEnv, ENGINE_DIR, ensureBase, type FileServer, INPUTS_DIR, REPO, run, serveFiles, SLURM_SOURCE, slurmSource, startEngine, stopEngine, type Engine } from "../images/harness.js";
-import { FLAVOR } from "../images/runner.js";
-import { standInSources } from "../images/serve-standins.js";
-import { type RunningRegistry, startRegistry } from "../registry/harness.js";
+import { REPO, run, SLURM_SOURCE } from "../images/harness.js";
 import type { Report } from "../../src/release/report.js";
 import { TLS_DIR } from "./global-setup.js";
-import { clientEnv, DAGGER_DIR, daggerVersion, engineUnavailable, HOST_ADDR, REGISTRY_PORT, startDaggerEngine, stopDaggerEngine } from "./dagger.js";
+import { clientEnv, DAGGER_DIR, daggerVersion, engineUnavailable, startDaggerEngine, stopDaggerEngine } from "./dagger.js";
+import { BASE_REF, engineOptions, type Fixture, FLAVOR, LINE, MINUTE, seconds, setUp, tagsOf, USER } from "./fixture.js";
 
-const MINUTE = 60_000;
 const unavailable = engineUnavailable();
 const OUT = join(REPO, "out");
-const LINE = SLURM_SOURCE.line;
-/** The base as a site names it; the engine's registry mirror serves docker.io from the test's registry. */
-const BASE_REF = "docker.io/library/debian:trixie";
 
 const report = {
   dagger: "",
@@ -49,54 +42,19 @@ const report = {
   ciFreshEngine: { engineStartSeconds: 0, seconds: 0, summary: "", packageSetReused: false, imagesReused: 0 },
 };
 
-/** The registry ci pushes to, its user and password (a canary that must appear in no output). */
-const TARGET_PORT = REGISTRY_PORT + 1;
-const USER = "slinky-ci";
-const CANARY = `canary-${randomBytes(9).toString("hex")}`;
-/** The signing key's password, a canary too. */
-const KEY_CANARY = `keycanary-${randomBytes(9).toString("hex")}`;
-const COSIGN_LOCAL = "slinky-test/cosign:engine";
 const COMMIT = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c";
 const COMMIT_2 = "5e6f708192a3b4c5d6e7f8091a2b3c9f1c2b3a4d";
-const engineOptions = {
-  registryMirror: `${HOST_ADDR}:${REGISTRY_PORT}`,
-  tlsRegistry: { host: `${HOST_ADDR}:${TARGET_PORT}`, ca: join(TLS_DIR, "ca.pem") },
-};
 
-let dockerd: Engine | undefined;
-let registry: RunningRegistry | undefined;
-let target: RunningRegistry | undefined;
-let files: FileServer | undefined;
-let work = "";
-let siteManifest = "";
+let fixture: Fixture;
 
 /** One SDK session against the engine, as one `dagger call` is. */
 function call<T>(body: (module: SlinkyContainers) => Promise<T>): Promise<T> {
   let result: T;
   return connection(async () => {
-    const module = new SlinkyContainers(dag.host().directory(join(REPO, "dockerfiles")), dag.host().file(siteManifest));
+    const module = new SlinkyContainers(dag.host().directory(join(REPO, "dockerfiles")), dag.host().file(fixture.siteManifest));
     result = await body(module);
   }).then(() => result);
 }
-
-/** Copies an image of the harness's dockerd to `ref` (the plain-HTTP mirror registry); its registry digest. */
-async function pushLocal(local: string, ref: string): Promise<string> {
-  const copy = await run(
-    "skopeo",
-    ["copy", "--quiet", "--src-daemon-host", `unix://${ENGINE_DIR}/docker.sock`, "--dest-tls-verify=false", `docker-daemon:${local}`, `docker://${ref}`],
-    { timeoutMs: 5 * MINUTE },
-  );
-  expect(copy.code, copy.stderr).toBe(0);
-  const digest = (await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${ref}`], { timeoutMs: MINUTE })).stdout.trim();
-  expect(digest, `digest of ${ref}`).toMatch(/^sha256:[0-9a-f]{64}$/);
-  return digest;
-}
-
-const seconds = async <T>(fn: () => Promise<T>): Promise<[T, number]> => {
-  const started = Date.now();
-  const value = await fn();
-  return [value, Number(((Date.now() - started) / 1000).toFixed(1))];
-};
 
 describe.skipIf(unavailable !== undefined)(
   `through a real Dagger engine${unavailable ? ` (not run here: ${unavailable.split("\n").join("; ")})` : ""}`,
@@ -104,57 +62,16 @@ describe.skipIf(unavailable !== undefined)(
     beforeAll(async () => {
       Object.assign(process.env, clientEnv());
       report.dagger = await daggerVersion();
-      work = mkdtempSync(join(DAGGER_DIR, "test-"));
-      // The base: the harness's debootstrapped trixie, pushed as docker.io/library/debian:trixie.
-      dockerd = await startEngine();
-      await ensureBase(BASE_IMAGE);
-      // The engine first: its start makes the veth pair whose address the servers listen on.
-      [, report.engineStartSeconds] = await seconds(() => startDaggerEngine(engineOptions));
-      registry = await startRegistry({ kind: "none" }, { host: HOST_ADDR, port: REGISTRY_PORT });
-      // Where ci pushes: HTTPS with basic auth, the password a canary.
-      target = await startRegistry(
-        { kind: "htpasswd", users: [{ username: USER, password: CANARY }] },
-        { host: HOST_ADDR, port: TARGET_PORT, tls: { certFile: join(TLS_DIR, "registry.pem"), keyFile: join(TLS_DIR, "registry.key") } },
-      );
-      report.base.digest = await pushLocal(BASE_IMAGE, `${registry.host}/library/debian:trixie`);
-      // Signing: a cosign image made here (Debian's cosign 2.5 and the test CA), a key pair made now.
-      const context = join(work, "cosign");
-      mkdirSync(context);
-      copyFileSync((await run("sh", ["-c", "command -v cosign"], { timeoutMs: 10_000 })).stdout.trim(), join(context, "cosign"));
-      copyFileSync(join(TLS_DIR, "ca.pem"), join(context, "ca.pem"));
-      copyFileSync(join(import.meta.dirname, "cosign", "Dockerfile"), join(context, "Dockerfile"));
-      await run(DOCKER, ["build", "--network", "host", "--build-arg", `BASE_IMAGE=${BASE_IMAGE}`, "-t", COSIGN_LOCAL, context], { timeoutMs: 10 * MINUTE, env: dockerEnv });
-      const cosignDigest = await pushLocal(COSIGN_LOCAL, `${registry.host}/slinky-test/cosign:v2.5`);
-      const keys = await run("cosign", ["generate-key-pair"], { timeoutMs: MINUTE, cwd: work, env: { ...process.env, COSIGN_PASSWORD: KEY_CANARY } });
-      expect(keys.code, keys.stderr).toBe(0);
-      // The inputs on the veth address, where the engine's build containers reach them.
-      const slurmPath = await slurmSource();
-      const served = await standInSources(join(INPUTS_DIR, "standins"));
-      // A fixed port: the inputs' URLs are build arguments, so a new port each run would rebuild everything.
-      files = await serveFiles({ [SLURM_SOURCE.file]: slurmPath, ...served.files }, REGISTRY_PORT + 2, HOST_ADDR);
-      const site = deepMerge(served.override(files), {
-        slurm: { [LINE]: { version: SLURM_SOURCE.version, url: files.url(SLURM_SOURCE.file), sha256: SLURM_SOURCE.sha256, checksumSource: "STAND-IN: the image harness's Slurm source" } },
-        flavors: { [FLAVOR]: { baseImage: BASE_REF, baseDigest: report.base.digest, digestSource: "STAND-IN: the debootstrapped base in the test's registry" } },
-        cosign: { version: "2.5", image: `${registry.host}/slinky-test/cosign:v2.5`, digest: cosignDigest, digestSource: "STAND-IN image: Debian's cosign 2.5 made by the test" },
-      });
-      siteManifest = join(work, "site-manifest.json");
-      writeFileSync(siteManifest, `${JSON.stringify(site, null, 2)}\n`);
+      fixture = await setUp();
+      report.engineStartSeconds = fixture.engineStartSeconds;
+      report.base.digest = fixture.baseDigest;
     }, 30 * MINUTE);
 
     afterAll(async () => {
-      const errors: unknown[] = [];
-      for (const step of [stopDaggerEngine, () => files?.close(), () => registry?.stop(), () => target?.stop(), () => (dockerd ? stopEngine(dockerd) : undefined)]) {
-        try {
-          await step();
-        } catch (error) {
-          errors.push(error);
-        }
-      }
-      if (work) rmSync(work, { recursive: true, force: true });
       mkdirSync(OUT, { recursive: true });
       writeFileSync(join(OUT, "engine-report.json"), `${JSON.stringify(report, null, 2)}\n`);
       console.log(`[engine] ${JSON.stringify(report)}`);
-      if (errors.length > 0) throw new AggregateError(errors, "engine test cleanup failed");
+      await fixture?.stop();
     }, 5 * MINUTE);
 
     it("plan: the engine reads the site manifest File and returns the run's JSON", async () => {
@@ -188,10 +105,10 @@ describe.skipIf(unavailable !== undefined)(
     it(
       "build --image slurmd: a Container with the recipe's entrypoint, user, ports and labels, exported as a tarball",
       async () => {
-        const manifest = loadManifest(JSON.parse(readFileSync(siteManifest, "utf8")));
+        const manifest = loadManifest(JSON.parse(readFileSync(fixture.siteManifest, "utf8")));
         const resolved = resolve(manifest, { slurmVersion: LINE, flavor: FLAVOR, group: "all" });
         const slurmd = IMAGES.find((i) => i.name === "slurmd")!;
-        const tarball = join(work, "slurmd.tar");
+        const tarball = join(fixture.work, "slurmd.tar");
         const [got, took] = await seconds(() =>
           call(async (m) => {
             const c = await m.build("slurmd", LINE, FLAVOR);
@@ -232,32 +149,21 @@ describe.skipIf(unavailable !== undefined)(
 
     /** ci as the GitLab job calls it (ci/dagger-ci.sh), its report directory exported and read. */
     async function ci(commit: string): Promise<Report> {
-      const out = join(work, `ci-${commit.slice(0, 8)}`);
+      const out = join(fixture.work, `ci-${commit.slice(0, 8)}`);
       await call(async (m) => {
-        const key = dag.setSecret("cosign-key", readFileSync(join(work, "cosign.key"), "utf8"));
-        const password = dag.setSecret("cosign-password", KEY_CANARY);
+        const key = dag.setSecret("cosign-key", readFileSync(join(fixture.work, "cosign.key"), "utf8"));
+        const password = dag.setSecret("cosign-password", fixture.keyCanary);
         const dir = await m.ci(
-          "main", commit, "main", "push", `${target!.host}/slinky`, USER, dag.setSecret("registry-password", CANARY), LINE, FLAVOR, "all",
+          "main", commit, "main", "push", `${fixture.target}/slinky`, USER, dag.setSecret("registry-password", fixture.canary), LINE, FLAVOR, "all",
           "2026-12-01T12:00:00Z", "on", undefined, 7, undefined, "key", key, password,
         );
         await dir.export(out);
       });
       expect(readdirSync(out).sort()).toEqual(["cosign.pub", "report.json", "report.md", "status"]);
       const text = readFileSync(join(out, "report.json"), "utf8") + readFileSync(join(out, "report.md"), "utf8");
-      for (const canary of [CANARY, KEY_CANARY]) expect(text).not.toContain(canary);
-      expect(readFileSync(join(out, "cosign.pub"), "utf8")).toBe(readFileSync(join(work, "cosign.pub"), "utf8"));
+      for (const canary of [fixture.canary, fixture.keyCanary]) expect(text).not.toContain(canary);
+      expect(readFileSync(join(out, "cosign.pub"), "utf8")).toBe(readFileSync(join(fixture.work, "cosign.pub"), "utf8"));
       return JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as Report;
-    }
-
-    /** The tags a repository of the target registry holds, read with skopeo (HTTPS, the canary's credentials). */
-    async function tagsOf(image: string): Promise<string[]> {
-      const r = await run(
-        "skopeo",
-        ["list-tags", "--cert-dir", join(TLS_DIR, "skopeo"), "--creds", `${USER}:${CANARY}`, `docker://${target!.host}/slinky/${image}`],
-        { timeoutMs: MINUTE },
-      );
-      expect(r.code, r.stderr).toBe(0);
-      return (JSON.parse(r.stdout) as { Tags: string[] }).Tags;
     }
 
     it(
@@ -275,7 +181,7 @@ describe.skipIf(unavailable !== undefined)(
         expect(result.images.map((i) => i.image).sort()).toEqual(IMAGES.map((i) => i.name).sort());
         for (const image of result.images) {
           expect(image.pushed && image.promoted, image.image).toBe(true);
-          expect(await tagsOf(image.image)).toEqual(
+          expect(await tagsOf(fixture, image.image)).toEqual(
             expect.arrayContaining([`${LINE}-${FLAVOR}-main-${COMMIT.slice(0, 8)}`, `${LINE}-${FLAVOR}-main-latest`, `${LINE}-${FLAVOR}-latest`]),
           );
         }
@@ -290,12 +196,12 @@ describe.skipIf(unavailable !== undefined)(
         const slurmd = result.images.find((i) => i.image === "slurmd")!;
         const verify = await run(
           "cosign",
-          ["verify", "--key", join(work, "cosign.pub"), "--insecure-ignore-tlog=true", "--registry-username", USER, "--registry-password", CANARY, `${target!.host}/slinky/slurmd@${slurmd.digest}`],
+          ["verify", "--key", join(fixture.work, "cosign.pub"), "--insecure-ignore-tlog=true", "--registry-username", USER, "--registry-password", fixture.canary, `${fixture.target}/slinky/slurmd@${slurmd.digest}`],
           { timeoutMs: 2 * MINUTE, env: { ...process.env, SSL_CERT_FILE: join(TLS_DIR, "ca.pem") } },
         );
         expect(verify.code, verify.stderr).toBe(0);
         const log = readFileSync(join(DAGGER_DIR, "engine.log"), "utf8");
-        for (const canary of [CANARY, KEY_CANARY]) expect(log).not.toContain(canary);
+        for (const canary of [fixture.canary, fixture.keyCanary]) expect(log).not.toContain(canary);
       },
       60 * MINUTE,
     );
@@ -317,7 +223,7 @@ describe.skipIf(unavailable !== undefined)(
         expect(result.cache?.packages?.hit).toBe(true);
         expect(report.ciFreshEngine.imagesReused).toBe(IMAGES.length);
         for (const image of result.images) {
-          expect(await tagsOf(image.image)).toContain(`${LINE}-${FLAVOR}-main-${COMMIT_2.slice(0, 8)}`);
+          expect(await tagsOf(fixture, image.image)).toContain(`${LINE}-${FLAVOR}-main-${COMMIT_2.slice(0, 8)}`);
         }
         // Nothing compiled: the engine's log names every container it starts (the smoke checks' and
         // cosign's here), and none ran the package set's compile script.
