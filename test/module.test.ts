@@ -26,9 +26,9 @@ function moduleSource(files: string[], include: string[]): string[] {
 
 /** The runtime's update of package.json before `npm install --omit=dev`. */
 function runtimePackageJson(pkg: { dependencies?: Record<string, string>; devDependencies?: Record<string, string> }) {
-  const dependencies = { typescript: "5.9.3", ...pkg.dependencies };
+  const dependencies: Record<string, string> = { typescript: "5.9.3", ...pkg.dependencies };
   delete dependencies["@dagger.io/dagger"];
-  const devDependencies = { ...pkg.devDependencies };
+  const devDependencies: Record<string, string> = { ...pkg.devDependencies };
   delete devDependencies["@dagger.io/dagger"];
   return { ...pkg, type: "module", dependencies, devDependencies };
 }
