@@ -9,33 +9,52 @@ export interface Block {
   text: string;
 }
 
+interface Line {
+  text: string;
+  /** A ``` line, opening or closing a block. */
+  fence: boolean;
+  /** A fence or a line between two. */
+  code: boolean;
+}
+
+/** The document's lines, each knowing whether it belongs to a fenced code block. */
+function lines(markdown: string): Line[] {
+  let open = false;
+  return markdown.split("\n").map((text) => {
+    const fence = /^\s*```/.test(text);
+    if (fence) open = !open;
+    return { text, fence, code: fence || open };
+  });
+}
+
 /** The fenced code blocks of a document, in order. */
 export function codeBlocks(markdown: string): Block[] {
   const blocks: Block[] = [];
   let open: { lang: string; lines: string[] } | null = null;
-  for (const line of markdown.split("\n")) {
-    const fence = /^\s*```\s*([\w-]*)/.exec(line);
-    if (fence && !open) open = { lang: fence[1] ?? "", lines: [] };
-    else if (fence && open) {
+  for (const line of lines(markdown)) {
+    if (line.fence && !open) open = { lang: /^\s*```\s*([\w-]*)/.exec(line.text)![1]!, lines: [] };
+    else if (line.fence && open) {
       blocks.push({ lang: open.lang, text: open.lines.join("\n") });
       open = null;
-    } else if (open) open.lines.push(line);
+    } else if (open) open.lines.push(line.text);
   }
   return blocks;
 }
 
 /** The document without its fenced blocks and inline code spans. */
 export function prose(markdown: string): string {
-  const out: string[] = [];
-  let inFence = false;
-  for (const line of markdown.split("\n")) {
-    if (/^\s*```/.test(line)) {
-      inFence = !inFence;
-      continue;
-    }
-    if (!inFence) out.push(line.replace(/`[^`]*`/g, "``"));
-  }
-  return out.join("\n");
+  return lines(markdown)
+    .filter((l) => !l.code)
+    .map((l) => l.text.replace(/`[^`]*`/g, "``"))
+    .join("\n");
+}
+
+/** The headings outside code blocks: their line, level and text (inline code kept, as a reader sees it). */
+function headings(markdown: string): { index: number; level: number; text: string }[] {
+  return lines(markdown).flatMap((l, index) => {
+    const m = l.code ? null : /^(#{1,6})\s+(.*?)\s*$/.exec(l.text);
+    return m ? [{ index, level: m[1]!.length, text: m[2]! }] : [];
+  });
 }
 
 /** GitHub's anchor of a heading: lowercase, punctuation dropped, spaces to hyphens. */
@@ -51,8 +70,8 @@ export function slug(heading: string): string {
 export function anchors(markdown: string): Set<string> {
   const seen = new Map<string, number>();
   const result = new Set<string>();
-  for (const heading of headingTexts(markdown)) {
-    const base = slug(heading.replace(/`/g, ""));
+  for (const heading of headings(markdown)) {
+    const base = slug(heading.text.replace(/`/g, ""));
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     result.add(n === 0 ? base : `${base}-${n}`);
@@ -65,34 +84,13 @@ export function links(markdown: string): string[] {
   return [...prose(markdown).matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)].map((m) => m[1]!);
 }
 
-/** The headings' text, inline code kept, as a reader sees it. */
-export function headingTexts(markdown: string): string[] {
-  const out: string[] = [];
-  let inFence = false;
-  for (const line of markdown.split("\n")) {
-    if (/^\s*```/.test(line)) inFence = !inFence;
-    else if (!inFence) {
-      const m = /^#{1,6}\s+(.*?)\s*$/.exec(line);
-      if (m) out.push(m[1]!);
-    }
-  }
-  return out;
-}
-
 /** The body of the section under a heading (up to the next heading of the same or a higher level). */
 export function section(markdown: string, heading: string): string {
-  const lines = markdown.split("\n");
-  let inFence = false;
-  const levels = lines.map((l) => {
-    if (/^\s*```/.test(l)) inFence = !inFence;
-    const m = inFence ? null : /^(#{1,6})\s+(.*?)\s*$/.exec(l);
-    return m ? { level: m[1]!.length, text: m[2]! } : null;
-  });
-  const start = levels.findIndex((h) => h?.text === heading);
-  if (start < 0) throw new Error(`no section "${heading}"`);
-  const level = levels[start]!.level;
-  const end = levels.findIndex((h, i) => i > start && h !== null && h.level <= level);
-  return lines.slice(start + 1, end < 0 ? undefined : end).join("\n");
+  const all = headings(markdown);
+  const at = all.findIndex((h) => h.text === heading);
+  if (at < 0) throw new Error(`no section "${heading}"`);
+  const next = all.slice(at + 1).find((h) => h.level <= all[at]!.level);
+  return markdown.split("\n").slice(all[at]!.index + 1, next?.index).join("\n");
 }
 
 /** The first cell of every row of the Markdown tables in a text (header and rule rows dropped). */
