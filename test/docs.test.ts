@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { FIELDS } from "../src/core/inputs.js";
 import { loadManifest } from "../src/core/manifest.js";
-import { type ScannedObject, scanModule } from "./support/dagger.js";
+import { cliName, type ScannedObject, scanModule } from "./support/dagger.js";
 import { anchors, daggerCalls, firstCells, links, prose, section, shellWords } from "./support/markdown.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -21,7 +21,6 @@ const DOCS = join(ROOT, "docs");
 const read = (file: string) => readFileSync(file, "utf8");
 const docPages = () => readdirSync(DOCS).filter((f) => f.endsWith(".md")).sort().map((f) => join(DOCS, f));
 const documents = () => [README, ...docPages()];
-const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Functions of Dagger's core types the documentation chains after this module's. */
 const CHAINED: Record<string, string[]> = { terminal: [], export: ["path"], "export-image": ["name"] };
@@ -84,7 +83,7 @@ describe("the Dagger surface is documented", () => {
 
   it("the README's Use section calls every function", () => {
     const called = new Set(daggerCalls(section(read(README), "Use")).map(calledFunction));
-    const missing = functions().map((f) => kebab(f.name)).filter((name) => !called.has(name));
+    const missing = functions().map((f) => cliName(f.name)).filter((name) => !called.has(name));
     expect(functions().length).toBeGreaterThan(5);
     expect(missing).toEqual([]);
   });
@@ -93,16 +92,16 @@ describe("the Dagger surface is documented", () => {
     const cells = firstCells(section(read(README), "Inputs")).join(" ");
     const flags = new Set([...cells.matchAll(/`--([a-z-]+)`/g)].map((m) => m[1]!));
     const args = [...Object.values(module.constructor.arguments), ...functions().flatMap((f) => Object.values(f.arguments))];
-    const missing = [...new Set(args.map((a) => kebab(a.name)))].filter((flag) => !flags.has(flag));
+    const missing = [...new Set(args.map((a) => cliName(a.name)))].filter((flag) => !flags.has(flag));
     expect(missing).toEqual([]);
-    const unknown = [...flags].filter((flag) => !args.some((a) => kebab(a.name) === flag));
+    const unknown = [...flags].filter((flag) => !args.some((a) => cliName(a.name) === flag));
     expect(unknown, "flags in the Inputs table that no function takes").toEqual([]);
   });
 
   it("every `dagger call` line in README.md and docs/ names a real function and only flags it takes", () => {
     const wrong: string[] = [];
-    const byName = new Map(functions().map((f) => [kebab(f.name), new Set(Object.values(f.arguments).map((a) => kebab(a.name)))]));
-    const moduleFlags = new Set(Object.values(module.constructor.arguments).map((a) => kebab(a.name)));
+    const byName = new Map(functions().map((f) => [cliName(f.name), new Set(Object.values(f.arguments).map((a) => cliName(a.name)))]));
+    const moduleFlags = new Set(Object.values(module.constructor.arguments).map((a) => cliName(a.name)));
     let count = 0;
     for (const file of documents()) {
       for (const call of daggerCalls(read(file))) {
@@ -163,7 +162,7 @@ describe("the Dagger surface is documented", () => {
     const unnamed: string[] = [];
     for (const fn of functions()) {
       for (const arg of Object.values(fn.arguments)) {
-        for (const value of fixed[arg.name] ?? []) if (!names(arg.description, value)) unnamed.push(`${fn.name} --${kebab(arg.name)}: ${value}`);
+        for (const value of fixed[arg.name] ?? []) if (!names(arg.description, value)) unnamed.push(`${fn.name} --${cliName(arg.name)}: ${value}`);
       }
     }
     expect(Object.keys(fixed)).toEqual(expect.arrayContaining(["group", "image", "flavor", "slurmVersion", "signing", "buildCache"]));

@@ -15,7 +15,7 @@ import { loadManifest } from "../src/core/manifest.js";
 import { publishable, registryHost, reportDirectory, smokeTested } from "../src/release/pipeline.engine.js";
 import type { Report } from "../src/release/report.js";
 import { smokeScript } from "../src/build/smoke.js";
-import { queryOf, type ScannedObject, scanModule, srcFiles } from "./support/dagger.js";
+import { cliName, queryOf, type ScannedObject, scanModule, srcFiles } from "./support/dagger.js";
 
 const ROOT = join(import.meta.dirname, "..");
 
@@ -33,7 +33,6 @@ async function cachePolicies(): Promise<Record<string, string | undefined>> {
   return Object.fromEntries(Object.entries(methods).map(([name, fn]) => [name, fn.cache]));
 }
 
-const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 describe("publish, promote and ci as dagger call sees them", () => {
   let module: ScannedObject;
@@ -102,11 +101,11 @@ describe("publish, promote and ci as dagger call sees them", () => {
     const signArgs = [...script.matchAll(/sign_args\+?=\(([^)]*)\)/g)].map((m) => m[1]).join(" ");
     const passed = [...`${call} ${signArgs}`.matchAll(/--([a-z-]+)\s/g)].map((m) => m[1]);
     expect(passed).toEqual(expect.arrayContaining(["signing", "oidc-token", "certificate-identity", "signing-key", "signing-password", "fulcio-url", "rekor-url"]));
-    const known = Object.keys(module.methods.ci!.arguments).map(kebab);
+    const known = Object.keys(module.methods.ci!.arguments).map(cliName);
     expect(passed.filter((flag) => !known.includes(flag as string))).toEqual([]);
     const required = Object.values(module.methods.ci!.arguments)
       .filter((a) => a.defaultValue === undefined && !a.isOptional)
-      .map((a) => kebab(a.name));
+      .map((a) => cliName(a.name));
     expect(required.filter((flag) => !passed.includes(flag))).toEqual([]);
     expect(call).toMatch(/--password env:CI_REGISTRY_PASSWORD/);
   });

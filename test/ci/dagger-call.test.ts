@@ -6,10 +6,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { scanModule, type ScannedFunction } from "../support/dagger.js";
+import { cliName, scanModule, type ScannedFunction } from "../support/dagger.js";
 import { ROOT } from "./helpers.js";
 
-const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Flags between `call ci` and `export` in ci/dagger-ci.sh. */
 function jobFlags(): Map<string, string> {
@@ -44,7 +43,7 @@ describe("the job's dagger call matches the module's `ci` function", () => {
     expect([...flags.keys()].sort()).toEqual(
       ["signing", "oidc-token", "certificate-identity", "certificate-oidc-issuer", "signing-key", "signing-password", "fulcio-url", "rekor-url"].sort(),
     );
-    const byFlag = new Map(Object.values(ci?.arguments ?? {}).map((a) => [kebab(a.name), a]));
+    const byFlag = new Map(Object.values(ci?.arguments ?? {}).map((a) => [cliName(a.name), a]));
     for (const flag of flags.keys()) expect(byFlag.has(flag), `--${flag} is not an argument of ci`).toBe(true);
     expect(flags.get("oidc-token")).toBe("env:SIGSTORE_ID_TOKEN");
     expect(flags.get("signing-password")).toBe("env:COSIGN_PASSWORD");
@@ -73,7 +72,7 @@ describe("the job's dagger call matches the module's `ci` function", () => {
     expect(ci, "SlinkyContainers.ci not found by the module scanner").toBeDefined();
     const args = Object.values(ci?.arguments ?? {});
     expect(args.length).toBeGreaterThan(0);
-    const byFlag = new Map(args.map((a) => [kebab(a.name), a]));
+    const byFlag = new Map(args.map((a) => [cliName(a.name), a]));
     const flags = jobFlags();
     for (const flag of flags.keys()) expect(byFlag.has(flag), `--${flag} is not an argument of ci`).toBe(true);
     for (const [flag, a] of byFlag) {

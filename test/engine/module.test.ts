@@ -15,12 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES } from "../../src/core/catalog.js";
 import type { Report } from "../../src/release/report.js";
 import { REPO, run, SLURM_SOURCE } from "../images/harness.js";
-import { scanModule, type ScannedObject } from "../support/dagger.js";
+import { cliName, scanModule, type ScannedObject } from "../support/dagger.js";
 import { clientEnv, DAGGER_BIN, DAGGER_DIR, moduleModeUnavailable, startDaggerEngine, stopDaggerEngine } from "./dagger.js";
 import { engineOptions, type Fixture, FLAVOR, LINE, MINUTE, seconds, setUp, tagsOf, USER } from "./fixture.js";
 
 const unavailable = moduleModeUnavailable();
-const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const COMMIT = "7a1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c";
 const COMMIT_2 = "3e6f708192a3b4c5d6e7f8091a2b3c9f1c2b3a4d";
 
@@ -64,14 +63,14 @@ describe.skipIf(unavailable !== undefined)(`dagger call in module mode${unavaila
     const warm = await dagger(["functions"]);
     report.functions = { firstSeconds: first.seconds, warmSeconds: warm.seconds };
     for (const fn of Object.values(scanned.methods)) {
-      expect(first.stdout).toMatch(new RegExp(`^${kebab(fn.name)}\\s+${fn.description.split("\n")[0]!.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`, "m"));
+      expect(first.stdout).toMatch(new RegExp(`^${cliName(fn.name)}\\s+${fn.description.split("\n")[0]!.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`, "m"));
     }
   }, 30 * MINUTE);
 
   it("dagger call build-all --help: every argument, as the scanner reads it", async () => {
     const help = await dagger(["call", "build-all", "--help"]);
     report.helpSeconds = help.seconds;
-    for (const arg of Object.values(scanned.methods.buildAll!.arguments)) expect(help.stdout).toContain(`--${kebab(arg.name)}`);
+    for (const arg of Object.values(scanned.methods.buildAll!.arguments)) expect(help.stdout).toContain(`--${cliName(arg.name)}`);
   });
 
   it("dagger call plan: the site manifest File read in module mode", async () => {

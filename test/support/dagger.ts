@@ -63,6 +63,9 @@ export async function scanModule(): Promise<{ description: string; objects: Reco
   return JSON.parse(JSON.stringify(scanned, (key, value) => (key === "ast" || key === "userModule" ? undefined : value)));
 }
 
+/** How the CLI names a function or argument: camelCase to kebab-case (buildAll: build-all, slurmVersion: --slurm-version). */
+export const cliName = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
 export interface QueryStep {
   operation: string;
   args?: Record<string, unknown>;
