@@ -10,6 +10,7 @@ import { scopeOf, summaryRows } from "./cache/cache.js";
 import { type CachedBuild, cacheLine, cacheOptions, forEachRunImage, prepareCache, reusedContainer, reusedEntry } from "./cache/cachedbuild.engine.js";
 import { createLogger } from "./core/log.js";
 import { imageSpec } from "./core/catalog.js";
+import { gpuPluginsByArch } from "./core/gpu.js";
 import { checkInputs, InvalidInputError, keylessVerifierProblems, signingProblems, noTrailingSlash } from "./core/inputs.js";
 import { loadManifest, type Manifest, parseOverride } from "./core/manifest.js";
 import { plan, requireChecksums, type Resolved, resolve, type Selection } from "./build/plan.js";
@@ -139,7 +140,7 @@ export class SlinkyContainers {
     const { manifest, resolved } = await this.buildable({ slurmVersion, flavor, group, platforms });
     const cached = await this.localCache(manifest, resolved, { cacheRegistry, cacheUsername, cachePassword, cacheMaxAgeDays });
     const runs = await forEachRunImage(this.dockerfiles, manifest, resolved, cached, async ({ image, entry, container }) => {
-      await smokeTested(container, image.name, resolved.slurm.version).stdout();
+      await smokeTested(container, image.name, resolved.slurm.version, gpuPluginsByArch(resolved.flavor)).stdout();
       return entry ? ` (reused ${entry.ref})` : "";
     });
     const lines = runs.flatMap(({ platform, outcomes }) =>

@@ -122,9 +122,10 @@ describe("the lazy graph of publishing", () => {
   });
 
   it("smoke-tests with the image's own script, not through its entrypoint", () => {
-    const query = queryOf(smokeTested(dag.container(), "slurmd", "25.11.2"));
+    const gpu = { amd64: ["nvml", "rsmi", "oneapi"], arm64: ["nvml", "rsmi"] } as const;
+    const query = queryOf(smokeTested(dag.container(), "slurmd", "25.11.2", gpu));
     const exec = query.find((step) => step.operation === "withExec");
-    expect(exec?.args?.args).toEqual(["sh", "-c", smokeScript("slurmd", "25.11.2")]);
+    expect(exec?.args?.args).toEqual(["sh", "-c", smokeScript("slurmd", "25.11.2", gpu)]);
     expect(exec?.args?.useEntrypoint).toBeFalsy();
   });
 

@@ -157,17 +157,18 @@ describe("test: the smoke checks a build would run (lazy, no engine)", () => {
   it("runs the image's smoke script with sh, not through the entrypoint", async () => {
     const { smokeScript } = await import("../src/build/smoke.js");
     const { smokeTested } = await import("../src/release/pipeline.engine.js");
+    const { gpuPluginsByArch } = await import("../src/core/gpu.js");
     const { imageContainer, recipeOf } = await import("../src/build/build.engine.js");
     const { resolve } = await import("../src/build/plan.js");
     const { imageSpec } = await import("../src/core/catalog.js");
     const manifest = loadManifest();
     const resolved = resolve(manifest, { image: "slurmdbd" });
     const query = queryOf(
-      smokeTested(imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("slurmdbd")), "slurmdbd", resolved.slurm.version),
+      smokeTested(imageContainer(recipeOf(dag.directory(), manifest, resolved), imageSpec("slurmdbd")), "slurmdbd", resolved.slurm.version, gpuPluginsByArch(resolved.flavor)),
     );
     expect(query.at(-1)).toMatchObject({
       operation: "withExec",
-      args: { args: ["sh", "-c", smokeScript("slurmdbd", resolved.slurm.version)] },
+      args: { args: ["sh", "-c", smokeScript("slurmdbd", resolved.slurm.version, gpuPluginsByArch(resolved.flavor))] },
     });
     expect(query.at(-1)?.args?.useEntrypoint).not.toBe(true);
   });

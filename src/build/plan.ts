@@ -5,6 +5,7 @@
  */
 import { type GroupName, type ImageSpec, type InputName, imageSpec, imagesOf } from "../core/catalog.js";
 import { checkField, checkInputs, InvalidInputError, lookup, noTrailingSlash } from "../core/inputs.js";
+import { gpuBuildArgs } from "../core/gpu.js";
 import { splitPlatforms } from "../core/platform.js";
 import type { Download, Flavor, Manifest } from "../core/manifest.js";
 import { archOf, DEFAULT_PLATFORM, type PlatformName, sortPlatforms } from "../core/platform.js";
@@ -198,6 +199,7 @@ export function buildArgs(
     NVIDIA_REPO_URL: nvidiaRepository(manifest, platform) ?? "",
     NVIDIA_TOOLKIT_VERSION: manifest.nvidiaToolkit.version,
     CROSS_APT_URIS: resolved.flavor.aptArchives?.[archOf(platform)] ?? "",
+    ...gpuBuildArgs(resolved.flavor, platform),
   };
 }
 

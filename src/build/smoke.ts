@@ -8,6 +8,12 @@
  * summary line, and exits non-zero if any check failed.
  */
 import { IMAGE_NAMES, type ImageName } from "../core/catalog.js";
+import { GPU_PLUGIN_LIBRARY, NODE_PROVIDED } from "../core/gpu.js";
+import type { GpuPluginName } from "../core/manifest.js";
+import type { Architecture } from "../core/platform.js";
+
+/** The GPU plugins an image's architecture must ship (gpuPluginsByArch of the flavor). */
+export type GpuPluginsByArch = Partial<Record<Architecture, readonly GpuPluginName[]>>;
 
 interface ImageFacts {
   /** Daemons whose `-V` must print exactly `slurm <version>`. */
@@ -22,6 +28,8 @@ interface ImageFacts {
   readonly kubectl: boolean;
   readonly pyxis: boolean;
   readonly nssSlurm: boolean;
+  /** Runs slurmd, which loads the gpu/* plugin gres.conf's AutoDetect names. */
+  readonly gpu: boolean;
 }
 
 const SUPERVISED_ENTRY = [
@@ -41,6 +49,7 @@ const underTini = (daemon: string): ImageFacts => ({
   kubectl: false,
   pyxis: false,
   nssSlurm: false,
+  gpu: false,
 });
 
 const slurmd: ImageFacts = {
@@ -60,6 +69,7 @@ const slurmd: ImageFacts = {
   kubectl: false,
   pyxis: false,
   nssSlurm: true,
+  gpu: true,
 };
 
 const sackd: ImageFacts = {
@@ -73,6 +83,7 @@ const sackd: ImageFacts = {
   kubectl: true,
   pyxis: false,
   nssSlurm: false,
+  gpu: false,
 };
 
 const login: ImageFacts = { ...sackd, ssh: true };
@@ -87,6 +98,7 @@ const FACTS: Record<ImageName, ImageFacts> = {
     kubectl: false,
     pyxis: false,
     nssSlurm: false,
+    gpu: false,
   },
   slurmd,
   slurmdbd: underTini("slurmdbd"),
@@ -106,7 +118,40 @@ interface Check {
 /** Single-quotes a string for sh. */
 const q = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-function checksOf(image: ImageName, version: string): Check[] {
+/**
+ * gpu/<name>.so is in the image and the library slurmd dlopens before loading
+ * it resolves through the linker cache; NVML's must not be in the image (the
+ * node's driver provides it, and a baked copy would not match that driver).
+ */
+function gpuCheck(plugins: GpuPluginsByArch): Check {
+  const arms = Object.entries(plugins)
+    .map(([arch, names]) => `  ${arch}) expected=${q((names ?? []).join(" "))} ;;`)
+    .join("\n");
+  const libraries = (Object.keys(GPU_PLUGIN_LIBRARY) as GpuPluginName[])
+    .map((name) => `  ${name}) lib=${q(GPU_PLUGIN_LIBRARY[name])} node=${NODE_PROVIDED.has(name) ? "yes" : "no"} ;;`)
+    .join("\n");
+  return {
+    name: "gpu-plugins",
+    sh: `case "$(dpkg --print-architecture)" in
+${arms}
+  *) expected= ;;
+esac
+for plugin in $expected; do
+  case "$plugin" in
+${libraries}
+  *) fail "unknown GPU plugin $plugin"; continue ;;
+  esac
+  ls /usr/lib/*/slurm/gpu_$plugin.so >/dev/null 2>&1 || fail "the gpu/$plugin plugin is missing"
+  if [ "$node" = yes ]; then
+    if ldconfig -p | grep -q "[[:space:]]$lib "; then fail "$lib is in the image: the node's driver must provide it"; fi
+  else
+    ldconfig -p | grep -q "[[:space:]]$lib " || fail "$lib is not in the linker cache: slurmd cannot load gpu/$plugin"
+  fi
+done`,
+  };
+}
+
+function checksOf(image: ImageName, version: string, gpuPlugins: GpuPluginsByArch): Check[] {
   const facts = FACTS[image];
   const checks: Check[] = [];
   for (const command of facts.daemons) {
@@ -244,6 +289,7 @@ done
 [ -d /var/spool/slurmd ] || fail "/var/spool/slurmd is missing"`,
     });
   }
+  if (facts.gpu) checks.push(gpuCheck(gpuPlugins));
   if (facts.kubectl) {
     checks.push({
       name: "kubectl",
@@ -288,16 +334,16 @@ function requireImage(image: string): ImageName {
 
 /** The names of the checks the script runs for an image. */
 export function smokeChecks(image: string, slurmVersion = "0.0.0"): string[] {
-  return checksOf(requireImage(image), slurmVersion).map((check) => check.name);
+  return checksOf(requireImage(image), slurmVersion, {}).map((check) => check.name);
 }
 
-/** The smoke-check script (POSIX sh) for an image built at a Slurm patch release. */
-export function smokeScript(image: string, slurmVersion: string): string {
+/** The smoke-check script (POSIX sh) for an image built at a Slurm patch release with a flavor's GPU plugins. */
+export function smokeScript(image: string, slurmVersion: string, gpuPlugins: GpuPluginsByArch): string {
   const name = requireImage(image);
   if (!/^\d+\.\d+\.\d+$/.test(slurmVersion)) {
     throw new Error(`Slurm version must be a patch release like 25.11.2, got "${slurmVersion}"`);
   }
-  const checks = checksOf(name, slurmVersion);
+  const checks = checksOf(name, slurmVersion, gpuPlugins);
   const body = checks
     .map(
       (check) => `# --- ${check.name}

@@ -52,6 +52,31 @@ export const DownloadSchema = z.strictObject({
 });
 export type Download = z.infer<typeof DownloadSchema>;
 
+/** Slurm's GPU plugins that need a vendor library at build time (gpu/nvml, gpu/rsmi, gpu/oneapi). */
+export const GPU_PLUGIN_NAMES = ["nvml", "rsmi", "oneapi"] as const;
+export type GpuPluginName = (typeof GPU_PLUGIN_NAMES)[number];
+
+const aptPackage = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "must be a Debian package name");
+
+/** One GPU plugin's packages, from the flavor's own archive. */
+export const GpuPluginSchema = z.strictObject({
+  /** What the compile needs: the headers and the library configure links against. */
+  build: z.array(aptPackage).min(1),
+  /** What the slurmd images install: the runtime library slurmd loads for the plugin. */
+  node: z.array(aptPackage).default([]),
+  /** The platforms whose archive has the packages (default: all the flavor's); [] builds it nowhere. */
+  platforms: z.array(z.enum(PLATFORM_NAMES)).optional(),
+});
+export type GpuPlugin = z.infer<typeof GpuPluginSchema>;
+
+/** The flavor's GPU plugins and the apt components the compile adds for them. */
+export const GpuSchema = z.strictObject({
+  /** Components added to the base image's apt sources in the compile's stages only (Debian: contrib, non-free). */
+  buildComponents: z.array(z.string().regex(/^[a-z][a-z-]*$/, "must be an apt component like non-free")).default([]),
+  plugins: z.partialRecord(z.enum(GPU_PLUGIN_NAMES), GpuPluginSchema).default({}),
+});
+export type Gpu = z.infer<typeof GpuSchema>;
+
 export const FlavorSchema = z.strictObject({
   /** Selects dockerfiles/<family>/Dockerfile. */
   family: z.enum(["debian"]),
@@ -74,6 +99,8 @@ export const FlavorSchema = z.strictObject({
    * architecture from one mirror (no entry: the base image's sources serve it).
    */
   aptArchives: z.strictObject({ amd64: httpUrl.optional(), arm64: httpUrl.optional() }).optional(),
+  /** Slurm's GPU plugins built for this flavor (none when absent). */
+  gpu: GpuSchema.optional(),
 });
 export type Flavor = z.infer<typeof FlavorSchema>;
 

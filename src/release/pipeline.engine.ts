@@ -20,6 +20,7 @@ import {
   reusedEntry,
   writePackages,
 } from "../cache/cachedbuild.engine.js";
+import { gpuPluginsByArch } from "../core/gpu.js";
 import { createLogger, type Logger } from "../core/log.js";
 import type { Manifest } from "../core/manifest.js";
 import type { PlatformName } from "../core/platform.js";
@@ -47,7 +48,7 @@ import { slsaProvenance } from "../supply-chain/provenance.js";
 import { imageMaterials, MODULE_NAME, moduleVersion } from "../supply-chain/materials.js";
 import { type GroupName, type ImageName, type ImageSpec, imageSpec } from "../core/catalog.js";
 import { type CacheReport, type PackageSetReport, renderJson, renderMarkdown, type Report } from "./report.js";
-import { smokeScript } from "../build/smoke.js";
+import { type GpuPluginsByArch, smokeScript } from "../build/smoke.js";
 import { noTrailingSlash } from "../core/inputs.js";
 
 export interface EngineRun {
@@ -132,8 +133,8 @@ export function registryHost(registry: string): string {
 }
 
 /** The image with its smoke-check script run in it (entrypoint not used). */
-export function smokeTested(container: Container, image: string, slurmVersion: string): Container {
-  return container.withExec(["sh", "-c", smokeScript(image, slurmVersion)]);
+export function smokeTested(container: Container, image: string, slurmVersion: string, gpuPlugins: GpuPluginsByArch): Container {
+  return container.withExec(["sh", "-c", smokeScript(image, slurmVersion, gpuPlugins)]);
 }
 
 /** The image, ready to publish with the registry credentials. */
@@ -245,7 +246,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
           check: async (image: string) => {
             // A reused image passed these checks in the run that wrote its entry.
             if (reusedEntry(cached, image)) return;
-            await Promise.all((await images.variants(image)).map((variant) => smokeTested(variant, image, resolved.slurm.version).sync()));
+            await Promise.all((await images.variants(image)).map((variant) => smokeTested(variant, image, resolved.slurm.version, gpuPluginsByArch(resolved.flavor)).sync()));
           },
         }
       : {}),

@@ -33,6 +33,7 @@ import { digestOf } from "../../src/registry/reference.js";
 import { promote } from "../../src/release/promote.js";
 import { publish, type PushFn } from "../../src/release/publish.js";
 import { smokeScript } from "../../src/build/smoke.js";
+import { gpuPluginsByArch } from "../../src/core/gpu.js";
 import { branchTags } from "../../src/core/tags.js";
 import {
   BASE_IMAGE,
@@ -207,7 +208,7 @@ describe.skipIf(emulation !== "").sequential(`linux/arm64 images on an amd64 mac
   it.each(IMAGES.map((image) => [image.name, image] as const))("arm64 image %s: smoke checks pass under emulation (aarch64 ELFs, no missing library, versions)", async (_name, image) => {
     const t = Date.now();
     const result = await docker(
-      ["run", "--rm", "--network", "none", "--platform", "linux/arm64", "--entrypoint", "sh", arm64Ref(image), "-c", `uname -m; ${smokeScript(image.name, SLURM_SOURCE.version)}`],
+      ["run", "--rm", "--network", "none", "--platform", "linux/arm64", "--entrypoint", "sh", arm64Ref(image), "-c", `uname -m; ${smokeScript(image.name, SLURM_SOURCE.version, gpuPluginsByArch(arm64.resolved.flavor))}`],
       { timeoutMs: 20 * MINUTE },
     );
     report.arm64.smokeSeconds[image.name] = round((Date.now() - t) / 1000);

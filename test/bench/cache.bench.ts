@@ -31,6 +31,7 @@ import { resolve } from "../../src/build/plan.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { parseRef } from "../../src/registry/reference.js";
 import { smokeScript } from "../../src/build/smoke.js";
+import { gpuPluginsByArch } from "../../src/core/gpu.js";
 import { branchTags } from "../../src/core/tags.js";
 import {
   BASE_IMAGE,
@@ -278,7 +279,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
       toBuild.map((image) =>
         limit(async () => {
           const smoke = await docker(
-            ["run", "--rm", "--network", "host", "--entrypoint", "sh", destRef(image), "-c", smokeScript(image.name, SLURM_SOURCE.version)],
+            ["run", "--rm", "--network", "host", "--entrypoint", "sh", destRef(image), "-c", smokeScript(image.name, SLURM_SOURCE.version, gpuPluginsByArch(resolved.flavor))],
             { timeoutMs: 5 * MINUTE },
           );
           if (smoke.code !== 0) throw new Error(`smoke ${image.name}: ${smoke.stdout}${smoke.stderr}`);

@@ -2,12 +2,17 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { IMAGE_NAMES } from "../../src/core/catalog.js";
 import { smokeChecks, smokeScript } from "../../src/build/smoke.js";
+import { gpuPluginsByArch } from "../../src/core/gpu.js";
+import { loadManifest } from "../../src/core/manifest.js";
+
+/** debian13's GPU plugins by architecture, from the manifest. */
+const DEBIAN_GPU = gpuPluginsByArch(loadManifest().flavors.debian13!);
 
 const sh = (args: string[], input?: string) => spawnSync("sh", args, { input, encoding: "utf8", timeout: 120_000 });
 
 describe("smokeScript", () => {
   it.each(IMAGE_NAMES)("%s: is valid POSIX sh and names its image and version", (image) => {
-    const script = smokeScript(image, "24.11.5");
+    const script = smokeScript(image, "24.11.5", DEBIAN_GPU);
     const result = sh(["-n"], script);
     expect(result.status, result.stderr).toBe(0);
     expect(script).toContain(`smoke ${image}:`);
@@ -33,16 +38,33 @@ describe("smokeScript", () => {
       expect(smokeChecks(image)).toContain("mpi-pmix");
     }
     expect(smokeChecks("slurmdbd")).not.toContain("mpi-pmix");
+    // Only the images that run slurmd load gpu/* plugins.
+    for (const image of IMAGE_NAMES) {
+      expect(smokeChecks(image).includes("gpu-plugins"), image).toBe(image === "slurmd" || image === "slurmd-pyxis");
+    }
+  });
+
+  it("gpu-plugins: on this host (no Slurm), names each missing plugin and each library slurmd could not load", () => {
+    const result = sh(["-c", smokeScript("slurmd", "24.11.5", { amd64: ["nvml", "rsmi", "oneapi"], arm64: ["nvml", "rsmi"] })]);
+    const arch = spawnSync("dpkg", ["--print-architecture"], { encoding: "utf8" }).stdout.trim();
+    expect(result.stdout).toMatch(/^FAIL gpu-plugins: the gpu\/nvml plugin is missing$/m);
+    expect(result.stdout).toMatch(/^FAIL gpu-plugins: the gpu\/rsmi plugin is missing$/m);
+    expect(result.stdout).toMatch(/^FAIL gpu-plugins: librocm_smi64\.so is not in the linker cache: slurmd cannot load gpu\/rsmi$/m);
+    // NVML is the node driver's: its absence here is what the check wants.
+    expect(result.stdout).not.toMatch(/^FAIL gpu-plugins: libnvidia-ml/m);
+    expect(/^FAIL gpu-plugins: the gpu\/oneapi plugin is missing$/m.test(result.stdout)).toBe(arch === "amd64");
+    const none = sh(["-c", smokeScript("slurmd", "24.11.5", {})]);
+    expect(none.stdout).not.toMatch(/^FAIL gpu-plugins/m);
   });
 
   it("rejects an unknown image and a version that is not a patch release", () => {
-    expect(() => smokeScript("slurmctl", "24.11.5")).toThrow(/unknown image "slurmctl"/);
-    expect(() => smokeScript("slurmctld", "24.11")).toThrow(/patch release/);
-    expect(() => smokeScript("slurmctld", "24.11.5; rm -rf /")).toThrow(/patch release/);
+    expect(() => smokeScript("slurmctl", "24.11.5", {})).toThrow(/unknown image "slurmctl"/);
+    expect(() => smokeScript("slurmctld", "24.11", {})).toThrow(/patch release/);
+    expect(() => smokeScript("slurmctld", "24.11.5; rm -rf /", {})).toThrow(/patch release/);
   });
 
   it("fails, one line per failed check, where the image's software is absent (this host)", () => {
-    const result = sh(["-c", smokeScript("slurmctld", "24.11.5")]);
+    const result = sh(["-c", smokeScript("slurmctld", "24.11.5", {})]);
     expect(result.status).not.toBe(0);
     expect(result.stdout).toMatch(/^FAIL version:slurmctld: /m);
     expect(result.stdout).toMatch(/^FAIL packages: package slurm-smd-slurmctld is not installed$/m);

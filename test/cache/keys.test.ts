@@ -162,6 +162,20 @@ describe("the keys of a run, flipping each input", () => {
     expect(changedParts(baseline.packages.parts, (await keysWith()).packages.parts)).toEqual(["file:build/cross-apt.sh"]);
   });
 
+  it("the GPU plugins' compile packages, components and list: the package set; the node's libraries: the slurmd images only", async () => {
+    for (const name of ["GPU_BUILD_PACKAGES", "GPU_APT_COMPONENTS", "GPU_PLUGINS"]) {
+      const keys = await keysWith({ args: { [name]: "changed" } });
+      expect(changed(keys), name).toEqual(["packages", ...ALL]);
+      expect(changedParts(baseline.packages.parts, keys.packages.parts), name).toEqual([`arg:${name}`]);
+    }
+    for (const name of ["GPU_NODE_PACKAGES", "GPU_NODE_LIBRARIES"]) {
+      const keys = await keysWith({ args: { [name]: "changed" } });
+      expect(changed(keys), name).toEqual(["slurmd", "slurmd-pyxis"]);
+    }
+    edit("build/gpu-libraries.sh", (t) => `${t}\n# changed\n`);
+    expect(changed(await keysWith())).toEqual(["slurmd", "slurmd-pyxis"]);
+  });
+
   it("a build script of the compile (build-slurm.sh) and config.site: the package set, hence every image", async () => {
     edit("build/build-slurm.sh", (t) => `${t}\n# changed\n`);
     expect(changed(await keysWith())).toEqual(["packages", ...ALL]);

@@ -17,6 +17,10 @@
 #   apt.sh lists                        update the lists only (a stage that keeps
 #                                       them in its own filesystem: no cache mount on
 #                                       /var/lib/apt/lists)
+#   apt.sh components COMPONENT...      add apt components (contrib, non-free) to
+#                                       every source of the base image (deb822
+#                                       Components: fields and one-line deb entries),
+#                                       each once; the lists are not updated
 #
 # install and build-deps update the lists first. With --listed they use the
 # lists already in /var/lib/apt/lists (an earlier step's of the same throwaway
@@ -117,6 +121,23 @@ lists)
 	fi
 	update
 	;;
+components)
+	[ "$listed" = false ] || { echo "usage: apt.sh components COMPONENT..." >&2; exit 2; }
+	for component in "$@"; do
+		case "$component" in
+		'' | *[!a-z-]*) echo "apt.sh: '$component' is not an apt component (like non-free)" >&2; exit 2 ;;
+		esac
+		for f in /etc/apt/sources.list.d/*.sources; do
+			[ -f "$f" ] || continue
+			sed -i -E "/^Components:/{/[[:space:]]$component([[:space:]]|\$)/!s/\$/ $component/}" "$f"
+		done
+		for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+			[ -f "$f" ] || continue
+			sed -i -E "/^deb(-src)?[[:space:]]/{/[[:space:]]$component([[:space:]]|\$)/!s/[[:space:]]*\$/ $component/}" "$f"
+		done
+	done
+	exit 0
+	;;
 build-deps)
 	without=
 	if [ "${1:-}" = --without ]; then
@@ -147,7 +168,7 @@ build-deps)
 	rm -rf "$work"
 	;;
 *)
-	echo "usage: apt.sh [--listed] install PKG... | apt.sh [--listed] build-deps [--without PKG,...] CONTROL [HOST_ARCH] | apt.sh lists" >&2
+	echo "usage: apt.sh [--listed] install PKG... | apt.sh [--listed] build-deps [--without PKG,...] CONTROL [HOST_ARCH] | apt.sh lists | apt.sh components COMPONENT..." >&2
 	exit 2
 	;;
 esac

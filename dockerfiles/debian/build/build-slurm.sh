@@ -1,17 +1,23 @@
 #!/bin/sh
-# build-slurm.sh SRC OUT VERSION [HOST_ARCH]: build Slurm's own Debian packages
-# (slurm-smd*) from the source tree SRC and collect them in OUT as <Package>.deb.
-# With HOST_ARCH other than the build machine's architecture, cross-build them
-# for HOST_ARCH (dpkg-buildpackage --host-arch, Debian's cross toolchain).
-# Build dependencies must be installed already (apt.sh build-deps CONTROL HOST_ARCH).
+# build-slurm.sh SRC OUT VERSION [HOST_ARCH [GPU_PLUGIN...]]: build Slurm's own
+# Debian packages (slurm-smd*) from the source tree SRC and collect them in OUT
+# as <Package>.deb. With HOST_ARCH other than the build machine's architecture,
+# cross-build them for HOST_ARCH (dpkg-buildpackage --host-arch, Debian's cross
+# toolchain). Build dependencies must be installed already (apt.sh build-deps
+# CONTROL HOST_ARCH). Each GPU_PLUGIN (nvml, rsmi, oneapi) must have been built
+# into slurm-smd (configure builds one only when it finds its vendor's headers
+# and library): a missing one fails the build, naming what configure said.
 set -eu
 
-[ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: build-slurm.sh SRC OUT VERSION [HOST_ARCH]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: build-slurm.sh SRC OUT VERSION [HOST_ARCH [GPU_PLUGIN...]]" >&2; exit 2; }
 src=$1
 out=$2
 version=$3
 build=$(dpkg --print-architecture)
 host=${4:-$build}
+shift 3
+[ $# -eq 0 ] || shift
+gpu_plugins=$*
 here=$(dirname "$0")
 
 work=/tmp/slurm-build
@@ -76,6 +82,15 @@ grep -E "^checking whether to build (shared|static) libraries" "$work/build.log"
 
 "$here/collect-debs.sh" "$work" "$out"
 "$here/check-version.sh" "$out/slurm-smd.deb" "$version"
+for plugin in $gpu_plugins; do
+	dpkg-deb --contents "$out/slurm-smd.deb" | grep -q "/slurm/gpu_$plugin\.so\$" || {
+		echo "build-slurm.sh: gpu/$plugin was not built (slurm-smd has no gpu_$plugin.so); configure said:" >&2
+		grep -i -E "$plugin|nvidia-ml|rocm|level.zero|ze_loader" "$work/build.log" | grep -E '^(checking|configure)' >&2 || true
+		echo "build-slurm.sh: install its headers and library (the flavor's gpu.plugins.$plugin.build in the manifest) or drop it there" >&2
+		exit 1
+	}
+done
+[ -z "$gpu_plugins" ] || echo "build-slurm.sh: GPU plugins built: $gpu_plugins"
 arch=$(dpkg-deb --field "$out/slurm-smd.deb" Architecture)
 [ "$arch" = "$host" ] || { echo "build-slurm.sh: slurm-smd.deb is for $arch, not $host" >&2; exit 1; }
 rm -rf "$work"

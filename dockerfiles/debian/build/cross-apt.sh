@@ -11,12 +11,14 @@
 #        sources serve every architecture (Debian's mirrors do).
 #   cross-apt.sh toolchain HOST_ARCH      print the cross toolchain's package
 #        (crossbuild-essential-HOST_ARCH), nothing natively
+#   cross-apt.sh packages HOST_ARCH PKG...   print the packages as apt installs
+#        them for HOST_ARCH (PKG:HOST_ARCH), the names as given natively
 #   cross-apt.sh rewrite BUILD_ARCH HOST_ARCH URIS FILE   print FILE, a deb822
 #        sources file, as setup rewrites it
 set -eu
 
 usage() {
-	echo "usage: cross-apt.sh setup HOST_ARCH [URIS] | toolchain HOST_ARCH | rewrite BUILD_ARCH HOST_ARCH URIS FILE" >&2
+	echo "usage: cross-apt.sh setup HOST_ARCH [URIS] | toolchain HOST_ARCH | packages HOST_ARCH PKG... | rewrite BUILD_ARCH HOST_ARCH URIS FILE" >&2
 	exit 2
 }
 
@@ -109,6 +111,16 @@ setup)
 toolchain)
 	[ $# -eq 1 ] || usage
 	if cross "$1"; then echo "crossbuild-essential-$1"; fi
+	;;
+packages)
+	[ $# -ge 2 ] || usage
+	host=$1
+	shift
+	if cross "$host"; then
+		for package in "$@"; do printf '%s:%s\n' "$package" "$host"; done
+	else
+		printf '%s\n' "$@"
+	fi
 	;;
 rewrite)
 	[ $# -eq 4 ] || usage
