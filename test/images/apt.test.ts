@@ -118,4 +118,24 @@ describe("apt.sh --listed install, with the real apt-get in the base image", () 
     expect(await installed("gone")).toBe("install ok installed");
     expect(await shippedLists("gone")).toBe("");
   }, 15 * MINUTE);
+  it("components adds apt components to one-line and deb822 sources, each once, and refuses a bad name", async () => {
+    const script = [
+      "set -e",
+      "mkdir -p /etc/apt/sources.list.d",
+      "printf 'deb http://mirror.invalid/debian trixie main\\n# deb http://mirror.invalid/debian trixie main\\n' >/etc/apt/sources.list",
+      "printf 'Types: deb\\nURIs: http://mirror.invalid/debian\\nSuites: trixie trixie-updates\\nComponents: main contrib\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n' >/etc/apt/sources.list.d/debian.sources",
+      "apt.sh components contrib non-free",
+      "apt.sh components non-free",
+      "cat /etc/apt/sources.list /etc/apt/sources.list.d/debian.sources",
+      "if apt.sh components 'non free'; then echo accepted; fi",
+    ].join("\n");
+    const r = await docker(["run", "--rm", "--network", "none", "-v", `${join(RECIPE, "build", "apt.sh")}:/usr/local/sbin/apt.sh:ro`, "--entrypoint", "sh", BASE_IMAGE, "-c", script]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("deb http://mirror.invalid/debian trixie main contrib non-free\n");
+    // A comment is not a source.
+    expect(r.stdout).toContain("# deb http://mirror.invalid/debian trixie main\n");
+    expect(r.stdout).toContain("Components: main contrib non-free\n");
+    expect(r.stdout).not.toContain("accepted");
+    expect(r.stderr).toContain("apt.sh: 'non free' is not an apt component");
+  }, 5 * MINUTE);
 });

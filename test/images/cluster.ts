@@ -50,7 +50,7 @@ export const PARTITION = "debug";
 export function slurmConf(
   ports: ClusterPorts,
   controllerHost = hostname().split(".")[0]!,
-  { cpus = 1, accounting = true, authInfo }: { cpus?: number; accounting?: boolean; authInfo?: string } = {},
+  { cpus = 1, accounting = true, authInfo, gres }: { cpus?: number; accounting?: boolean; authInfo?: string; gres?: string } = {},
 ): string {
   return [
     `ClusterName=${CLUSTER_NAME}`,
@@ -84,7 +84,8 @@ export function slurmConf(
     "MailProg=/bin/true",
     "SlurmctldTimeout=30",
     "SlurmdTimeout=30",
-    `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=${cpus} RealMemory=100 State=UNKNOWN`,
+    ...(gres ? [`GresTypes=${gres.split(":")[0]}`] : []),
+    `NodeName=${NODE_NAME} NodeAddr=127.0.0.1 NodeHostname=${NODE_NAME} CPUs=${cpus} RealMemory=100${gres ? ` Gres=${gres}` : ""} State=UNKNOWN`,
     `PartitionName=${PARTITION} Nodes=${NODE_NAME} Default=YES MaxTime=10 State=UP`,
     ...(authInfo ? [`AuthInfo=${authInfo}`] : []),
     "",
@@ -187,6 +188,8 @@ export interface Daemon {
   capAdd?: string[];
   /** docker run --security-opt values. */
   securityOpt?: string[];
+  /** docker run --device values (HOST:CONTAINER), the devices a device plugin would give. */
+  devices?: string[];
 }
 
 /** `docker run -d` of a harness container: `flags` (network, label, user, ...), then the daemon's own settings. */
@@ -194,6 +197,7 @@ export async function runDetached(flags: readonly string[], daemon: Daemon): Pro
   const args = ["run", "-d", "--name", daemon.name, ...flags];
   for (const cap of daemon.capAdd ?? []) args.push("--cap-add", cap);
   for (const opt of daemon.securityOpt ?? []) args.push("--security-opt", opt);
+  for (const device of daemon.devices ?? []) args.push("--device", device);
   for (const [key, value] of Object.entries(daemon.env ?? {})) args.push("-e", `${key}=${value}`);
   for (const mount of daemon.mounts) args.push("-v", mount);
   if (daemon.entrypoint) args.push("--entrypoint", daemon.entrypoint);

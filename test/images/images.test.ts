@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGES, type ImageSpec } from "../../src/core/catalog.js";
 import { smokeScript } from "../../src/build/smoke.js";
+import { gpuPluginsByArch } from "../../src/core/gpu.js";
 import { CONTAINER_PREFIX, logsOf, removeContainers, waitFor } from "./cluster.js";
 import {
   BASE_IMAGE,
@@ -35,6 +36,7 @@ import {
 } from "./harness.js";
 import { type ComposeReport, composeTests } from "./compose.js";
 import { miniClusterTests } from "./mini-cluster.js";
+import { type GpuReport, gpuTests } from "./gpu.js";
 import { type ClusterSubject, operatorClusterTests } from "./operator-cluster.js";
 import {
   type BuildPlan,
@@ -85,6 +87,7 @@ const report = {
   images: [] as ImageRow[],
   packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
+  gpu: { nvidia: "", nvmlMissing: "", nvml: "", node: "", srun: "", operator: "", passed: false } as GpuReport,
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
   containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, registryFirstSeconds: 0, registrySecondSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,
@@ -156,6 +159,7 @@ function renderTable(): string {
     ...cells.map(line),
     `packages: ${report.packages.seconds} s (OS layers alongside: ${report.packages.osSeconds} s)`,
     `mini cluster: ${report.cluster.passed ? "passed" : "not passed"}`,
+    `GPU detection (STAND-IN driver files and NVML): ${report.gpu.passed ? `passed (srun ${report.gpu.srun})` : "not passed"}`,
     `operator-shaped cluster: ${report.operator.passed ? "passed" : "not passed"}` +
       (report.operator.needsSlurm2511.length > 0 ? ` (not run, need Slurm 25.11: ${report.operator.needsSlurm2511.join("; ")})` : ""),
     `container jobs: ${report.containerJobs.passed ? `passed (image ${report.containerJobs.imageSeconds} s, first start ${report.containerJobs.firstStartSeconds} s, second ${report.containerJobs.secondStartSeconds} s; from the registry ${report.containerJobs.registryFirstSeconds} s, again ${report.containerJobs.registrySecondSeconds} s)` : STAND_INS.length > 0 ? "not run (STAND-IN pyxis/enroot)" : "not passed"}`,
@@ -216,7 +220,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
         const row = rows.get(image.name)!;
         row.smoke = "fail";
         const result = await docker(
-          ["run", "--rm", "--network", "host", "--entrypoint", "sh", plan.ref(image), "-c", smokeScript(image.name, SLURM_SOURCE.version)],
+          ["run", "--rm", "--network", "host", "--entrypoint", "sh", plan.ref(image), "-c", smokeScript(image.name, SLURM_SOURCE.version, gpuPluginsByArch(plan.resolved.flavor))],
           { timeoutMs: 5 * MINUTE },
         );
         expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
@@ -308,6 +312,7 @@ describe.sequential("debian13 images built by BuildKit", () => {
     baseImage: () => report.base.name,
   };
   miniClusterTests(subject, report.cluster);
+  gpuTests(subject, () => plan.resolved.flavor, report.gpu);
   containerJobTests(subject, report.containerJobs, STAND_INS.length > 0 ? `STAND-IN ${STAND_INS.join(" and ")}` : undefined);
   operatorClusterTests(subject, report.operator);
   composeTests(subject, report.compose);
