@@ -16,7 +16,7 @@
  *   /sys/bus/pci/drivers/nvidia/<pci>/local_cpulist: files on tmpfs mounts made
  *   inside the test container (CAP_SYS_ADMIN; docker refuses bind mounts there).
  */
-import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,9 +52,19 @@ export const STANDIN_MODEL = "NVIDIA H100 80GB HBM3";
 export const NODE_GRES = "gpu:h100:2";
 const GRES_TYPE = "h100";
 const GPUS = [
-  { pci: "0000:1a:00.0", minor: 0, cpu: 0 },
-  { pci: "0000:1b:00.0", minor: 1, cpu: 1 },
+  { pci: "0000:1a:00.0", minor: 0 },
+  { pci: "0000:1b:00.0", minor: 1 },
 ] as const;
+
+/**
+ * Every GPU is affine to all of this machine's CPUs: one socket. (An affinity
+ * that splits a socket makes slurmctld set the node INVAL: "autodetected core
+ * affinity ... doesn't match socket boundaries".)
+ */
+const CPU_LIST = (() => {
+  const cpus = Math.max(1, availableParallelism());
+  return cpus === 1 ? "0" : `0-${cpus - 1}`;
+})();
 
 /** The library directory the container toolkit mounts the driver's libraries into. */
 const LIB_DIR = { amd64: "/usr/lib/x86_64-linux-gnu", arm64: "/usr/lib/aarch64-linux-gnu" } as const;
@@ -107,7 +117,7 @@ export function driverFilesScript(): string {
     lines.push(
       `mkdir -p /proc/driver/nvidia/gpus/${gpu.pci} /sys/bus/pci/drivers/nvidia/${gpu.pci}`,
       `printf '%b' '${driverInformation(gpu).replace(/\t/g, "\\t").replace(/\n/g, "\\n")}' >/proc/driver/nvidia/gpus/${gpu.pci}/information`,
-      `echo ${gpu.cpu} >/sys/bus/pci/drivers/nvidia/${gpu.pci}/local_cpulist`,
+      `echo ${CPU_LIST} >/sys/bus/pci/drivers/nvidia/${gpu.pci}/local_cpulist`,
     );
   }
   return lines.join("\n");
@@ -124,9 +134,6 @@ function probeConfScript(autodetect: "nvidia" | "nvml"): string {
     "head -c 1024 /dev/urandom >/etc/slurm/slurm.key && chmod 600 /etc/slurm/slurm.key",
   ].join("\n");
 }
-
-/** The cores each STAND-IN GPU is affine to, as slurmd reports them (CPU i, modulo this machine's CPUs). */
-const coresOf = (gpu: (typeof GPUS)[number]) => gpu.cpu % Math.max(1, availableParallelism());
 
 /** `Gres Name=gpu ...` lines of `slurmd -G`, one per GPU found. */
 export const gresLines = (output: string) => output.split("\n").filter((line) => /\bName=gpu\b/.test(line));
@@ -218,7 +225,7 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
       for (const gpu of GPUS) {
         const line = lines.find((l) => l.includes(`File=/dev/nvidia${gpu.minor} `)) ?? "";
         expect(line, r.output).toContain(`Type=${GRES_TYPE} `);
-        expect(line, r.output).toContain(`Cores=${coresOf(gpu)} `);
+        expect(line, r.output).toContain(`Cores=${CPU_LIST} `);
       }
     }, 5 * MINUTE);
 
@@ -241,8 +248,8 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
       for (const gpu of GPUS) {
         const line = lines.find((l) => l.includes(`File=/dev/nvidia${gpu.minor} `)) ?? "";
         expect(line, r.output).toContain(`Type=${GRES_TYPE} `);
-        // NVML's CPU affinity (CPU i for GPU i, modulo the CPUs here) becomes the GPU's cores.
-        expect(line, r.output).toContain(`Cores=${coresOf(gpu)} `);
+        // NVML's CPU affinity becomes the GPU's cores.
+        expect(line, r.output).toContain(`Cores=${CPU_LIST} `);
       }
       expect(r.output).toMatch(/gpu\/nvml: _get_system_gpu_list_nvml: 2 GPU system device\(s\) detected/);
       expect(r.output).not.toMatch(/error:/);
@@ -314,16 +321,27 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
         try {
           // What a site adds: GresTypes in the controller's extraConfMap, gres.conf in configFiles
           // (projected like the operator's own files: 0610 -> 0650 root:401).
+          // No accounting pod in this check: slurmctld would wait for slurmdbd's cluster id.
           const conf = join(f.controllerEtc, "slurm.conf");
-          const withGres = `${readFileSync(conf, "utf8")}GresTypes=gpu\n`;
+          const rendered = readFileSync(conf, "utf8")
+            .split("\n")
+            .filter((line) => !/^AccountingStorage(Host|Port)=/.test(line))
+            .map((line) => (line.startsWith("AccountingStorageType=") ? "AccountingStorageType=accounting_storage/none" : line))
+            .join("\n");
+          const withGres = `${rendered}GresTypes=gpu\n`;
           for (const [file, content] of [["slurm.conf", withGres], ["gres.conf", gresConf("nvml")]] as const) {
             const path = join(f.controllerEtc, file);
             writeFileSync(path, content);
             chmodSync(path, 0o650);
             chownSync(path, 0, SLURM_UID);
           }
+          // The daemons log to files in their log emptyDirs (no logfile sidecars here).
+          const logFiles = () =>
+            [join(f.empty.ctldLog, "slurmctld.log"), join(f.empty.workerLog, "slurmd.log")]
+              .map((path) => `--- ${path}\n${existsSync(path) ? readFileSync(path, "utf8").split("\n").slice(-60).join("\n") : "(none)"}`)
+              .join("\n");
           await withDiagnosis(
-            () => logsOfAll([names.opCtld, names.opSlurmd]),
+            async () => `${await logsOfAll([names.opCtld, names.opSlurmd])}\n${logFiles()}`,
             async () => {
               const slurm = `${SLURM_UID}:${SLURM_UID}`;
               await startPodContainer({

@@ -6,7 +6,8 @@
  * libnvidia-ml-dev), so every struct and versioned name is NVML's own.
  *
  * GPU i: "NVIDIA H100 80GB HBM3", minor number i (/dev/nvidia<i>), PCI bus
- * 0000:1<A+i>:00.0, UUID GPU-5...<i>, affine to CPU i (modulo the online CPUs).
+ * 0000:1<A+i>:00.0, UUID GPU-5...<i>, affine to every online CPU (one socket:
+ * slurmctld refuses an affinity that splits a socket).
  * and an H100's supported clocks. Everything else answers
  * NVML_ERROR_NOT_SUPPORTED, as NVML does on GPUs without MIG or NVLink.
  */
@@ -124,15 +125,14 @@ nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minor)
 
 nvmlReturn_t nvmlDeviceGetCpuAffinity(nvmlDevice_t device, unsigned int size, unsigned long *set)
 {
-	unsigned int i, bits = 8 * sizeof(unsigned long);
+	unsigned int i, cpu, bits = 8 * sizeof(unsigned long);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned int cpu;
 	if (!gpu_of(device, &i) || !set || size == 0)
 		return NVML_ERROR_INVALID_ARGUMENT;
-	cpu = i % (unsigned int) (cpus > 0 ? cpus : 1);
+	/* One socket: every GPU is affine to all of its CPUs, as on a one-socket node. */
 	memset(set, 0, size * sizeof(unsigned long));
-	if (cpu / bits < size)
-		set[cpu / bits] = 1UL << (cpu % bits);
+	for (cpu = 0; cpu < (unsigned int) (cpus > 0 ? cpus : 1) && cpu / bits < size; cpu++)
+		set[cpu / bits] |= 1UL << (cpu % bits);
 	return NVML_SUCCESS;
 }
 
