@@ -37,6 +37,7 @@ import {
 import { type ComposeReport, composeTests } from "./compose.js";
 import { miniClusterTests } from "./mini-cluster.js";
 import { type GpuReport, gpuTests } from "./gpu.js";
+import { type HaReport, haTests } from "./operator-ha.js";
 import { type ClusterSubject, operatorClusterTests } from "./operator-cluster.js";
 import {
   type BuildPlan,
@@ -88,6 +89,7 @@ const report = {
   packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   gpu: { nvidia: "", nvmlMissing: "", nvml: "", node: "", srun: "", operator: "", passed: false } as GpuReport,
+  ha: { failover: { sigterm: null, sigkill: null }, failback: { sigterm: null, sigkill: null }, ping: "", sacct: "", passed: false } as HaReport,
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
   containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, registryFirstSeconds: 0, registrySecondSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,
@@ -163,6 +165,7 @@ function renderTable(): string {
     `operator-shaped cluster: ${report.operator.passed ? "passed" : "not passed"}` +
       (report.operator.needsSlurm2511.length > 0 ? ` (not run, need Slurm 25.11: ${report.operator.needsSlurm2511.join("; ")})` : ""),
     `container jobs: ${report.containerJobs.passed ? `passed (image ${report.containerJobs.imageSeconds} s, first start ${report.containerJobs.firstStartSeconds} s, second ${report.containerJobs.secondStartSeconds} s; from the registry ${report.containerJobs.registryFirstSeconds} s, again ${report.containerJobs.registrySecondSeconds} s)` : STAND_INS.length > 0 ? "not run (STAND-IN pyxis/enroot)" : "not passed"}`,
+    `HA controllers: ${report.ha.passed ? `passed (failover SIGTERM ${JSON.stringify(report.ha.failover.sigterm)}, SIGKILL ${JSON.stringify(report.ha.failover.sigkill)}; failback ${JSON.stringify(report.ha.failback)} s)` : "not passed"}`,
     `compose cluster: ${report.compose.passed ? `passed (up and healthy in ${report.compose.upSeconds} s)` : "not passed"}`,
   ].join("\n");
 }
@@ -315,5 +318,6 @@ describe.sequential("debian13 images built by BuildKit", () => {
   gpuTests(subject, () => plan.resolved.flavor, report.gpu);
   containerJobTests(subject, report.containerJobs, STAND_INS.length > 0 ? `STAND-IN ${STAND_INS.join(" and ")}` : undefined);
   operatorClusterTests(subject, report.operator);
+  haTests(subject, report.ha);
   composeTests(subject, report.compose);
 });

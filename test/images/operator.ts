@@ -401,12 +401,14 @@ export interface PodContainer extends Daemon {
   fsGroup?: number;
   privileged?: boolean;
   network?: "host" | "none";
+  /** name:address entries replacing ADD_HOSTS (pods with addresses of their own). */
+  hosts?: readonly string[];
 }
 
 /** `docker run -d` of one container of a pod, as the operator's spec sets it. */
 export async function startPodContainer(c: PodContainer): Promise<void> {
   const flags = ["--label", "slinky-test=operator", "--hostname", c.hostname, "--network", c.network ?? "host"];
-  if ((c.network ?? "host") === "host") flags.push(...ADD_HOSTS);
+  if ((c.network ?? "host") === "host") flags.push(...(c.hosts ? c.hosts.flatMap((entry) => ["--add-host", entry]) : ADD_HOSTS));
   if (c.user) flags.push("--user", c.user);
   if (c.fsGroup !== undefined) flags.push("--group-add", String(c.fsGroup));
   if (c.privileged) flags.push("--privileged");
