@@ -37,7 +37,7 @@ import {
   withDiagnosis,
 } from "./cluster.js";
 import { docker, dockerOk, ENGINE_DIR, HERE, REPO, run } from "./harness.js";
-import { OP, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
+import { controllerContainer, controllerDirs, OP, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 
 const MINUTE = 60_000;
@@ -138,6 +138,17 @@ function probeConfScript(autodetect: "nvidia" | "nvml"): string {
 /** `Gres Name=gpu ...` lines of `slurmd -G`, one per GPU found. */
 export const gresLines = (output: string) => output.split("\n").filter((line) => /\bName=gpu\b/.test(line));
 
+/** Both STAND-IN GPUs in `slurmd -G`'s output, each with the node's type, its device file and the socket's cores. */
+function expectBothGpus(output: string): void {
+  const lines = gresLines(output);
+  expect(lines, output).toHaveLength(2);
+  for (const gpu of GPUS) {
+    const line = lines.find((l) => l.includes(`File=/dev/nvidia${gpu.minor} `)) ?? "";
+    expect(line, output).toContain(`Type=${GRES_TYPE} `);
+    expect(line, output).toContain(`Cores=${CPU_LIST} `);
+  }
+}
+
 /**
  * Compiles the STAND-IN NVML against the flavor's nvml.h in a test-only image
  * (standins/nvml/Dockerfile, with the recipe's apt.sh); returns the library's path in `outDir`.
@@ -220,13 +231,7 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
       const r = await probe(`${driverFilesScript()}\n${probeConfScript("nvidia")}`, ["--cap-add", "SYS_ADMIN", ...deviceFlags()]);
       report.nvidia = r.output.trim();
       expect(r.code, r.output).toBe(0);
-      const lines = gresLines(r.output);
-      expect(lines, r.output).toHaveLength(2);
-      for (const gpu of GPUS) {
-        const line = lines.find((l) => l.includes(`File=/dev/nvidia${gpu.minor} `)) ?? "";
-        expect(line, r.output).toContain(`Type=${GRES_TYPE} `);
-        expect(line, r.output).toContain(`Cores=${CPU_LIST} `);
-      }
+      expectBothGpus(r.output);
     }, 5 * MINUTE);
 
     it("AutoDetect=nvml with no NVML on the node: slurmd says the library is missing, finds no GPU, and does not crash", async () => {
@@ -243,14 +248,7 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
       const r = await probe(probeConfScript("nvml"), [...deviceFlags(), "-v", `${nvml}:${libDir}/libnvidia-ml.so.1:ro`]);
       report.nvml = r.output.trim();
       expect(r.code, r.output).toBe(0);
-      const lines = gresLines(r.output);
-      expect(lines, r.output).toHaveLength(2);
-      for (const gpu of GPUS) {
-        const line = lines.find((l) => l.includes(`File=/dev/nvidia${gpu.minor} `)) ?? "";
-        expect(line, r.output).toContain(`Type=${GRES_TYPE} `);
-        // NVML's CPU affinity becomes the GPU's cores.
-        expect(line, r.output).toContain(`Cores=${CPU_LIST} `);
-      }
+      expectBothGpus(r.output);
       expect(r.output).toMatch(/gpu\/nvml: _get_system_gpu_list_nvml: 2 GPU system device\(s\) detected/);
       expect(r.output).not.toMatch(/error:/);
     }, 5 * MINUTE);
@@ -343,21 +341,7 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
           await withDiagnosis(
             async () => `${await logsOfAll([names.opCtld, names.opSlurmd])}\n${logFiles()}`,
             async () => {
-              const slurm = `${SLURM_UID}:${SLURM_UID}`;
-              await startPodContainer({
-                name: names.opCtld,
-                image: s.ref("slurmctld"),
-                hostname: OP.controllerPod,
-                user: slurm,
-                fsGroup: SLURM_UID,
-                mounts: [
-                  `${f.controllerEtc}:/etc/slurm:ro`,
-                  `${f.empty.ctldRun}:/run`,
-                  `${f.empty.ctldState}:/var/spool/slurmctld/${OP.cluster}`,
-                  `${f.empty.ctldAuthSocket}:/run/slurmctld`,
-                  `${f.empty.ctldLog}:/var/log/slurm`,
-                ],
-              });
+              await startPodContainer(controllerContainer(names.opCtld, s.ref("slurmctld"), OP.controllerPod, f.controllerEtc, controllerDirs(f)));
               await startPodContainer({
                 name: names.opSlurmd,
                 image: s.ref("slurmd"),

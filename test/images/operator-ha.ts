@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, logsOfAll, removeContainers, requireRunning, startDaemon, waitFor, withDiagnosis } from "./cluster.js";
 import { dockerOk, ENGINE_DIR, REPO } from "./harness.js";
-import { atLeast, OP, type OperatorFiles, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
+import { atLeast, controllerContainer, OP, type OperatorFiles, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 import { httpProbe } from "./probes.js";
 
@@ -128,15 +128,7 @@ export function haTests(s: ClusterSubject, report: HaReport): void {
     const startController = async (i: number) => {
       await removeContainers([n.ctl[i]!]);
       const d = ctlDirs[i]!;
-      await startPodContainer({
-        name: n.ctl[i]!,
-        image: s.ref("slurmctld"),
-        hostname: ctlPod(i),
-        hosts: HA_HOSTS,
-        user: `${SLURM_UID}:${SLURM_UID}`,
-        fsGroup: SLURM_UID,
-        mounts: [`${f!.controllerEtc}:/etc/slurm:ro`, `${d.run}:/run`, `${state}:/var/spool/slurmctld/${OP.cluster}`, `${d.socket}:/run/slurmctld`, `${d.log}:/var/log/slurm`],
-      });
+      await startPodContainer(controllerContainer(n.ctl[i]!, s.ref("slurmctld"), ctlPod(i), f!.controllerEtc, { run: d.run, authSocket: d.socket, log: d.log, state }, HA_HOSTS));
     };
     /** The Service's endpoint: the proxy forwarding to controller `i`. */
     const pointService = async (i: number) => {

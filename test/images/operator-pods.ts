@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { exec, requireRunning, startDaemon, waitFor } from "./cluster.js";
-import { logfileSidecar, NOBODY_UID, OP, OP_NAMES, type OperatorFiles, type OperatorPorts, SLURM_UID, startPodContainer } from "./operator.js";
+import { controllerContainer, controllerDirs, logfileSidecar, NOBODY_UID, OP, OP_NAMES, type OperatorFiles, type OperatorPorts, SLURM_UID, startPodContainer } from "./operator.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 
 const MINUTE = 60_000;
@@ -46,20 +46,7 @@ export async function startOperatorPods(s: ClusterSubject, f: OperatorFiles, por
     });
     // controller: the logfile sidecar first (it makes the FIFO), then slurmctld.
     await startLogfile(n.ctldLog, OP.controllerPod, f.empty.ctldLog, "slurmctld.log", slurm, SLURM_UID);
-    await startPodContainer({
-      name: n.ctld,
-      image: s.ref("slurmctld"),
-      hostname: OP.controllerPod,
-      user: slurm,
-      fsGroup: SLURM_UID,
-      mounts: [
-        `${f.controllerEtc}:/etc/slurm:ro`,
-        `${f.empty.ctldRun}:/run`,
-        `${f.empty.ctldState}:/var/spool/slurmctld/${OP.cluster}`,
-        `${f.empty.ctldAuthSocket}:/run/slurmctld`,
-        `${f.empty.ctldLog}:/var/log/slurm`,
-      ],
-    });
+    await startPodContainer(controllerContainer(n.ctld, s.ref("slurmctld"), OP.controllerPod, f.controllerEtc, controllerDirs(f)));
     // restapi: uid/gid 65534, fsGroup 65534, SLURM_JWT=daemon; args replace CMD.
     // (Bound to 127.0.0.1, not the operator's 0.0.0.0: host network.)
     await startPodContainer({

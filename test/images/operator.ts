@@ -415,6 +415,30 @@ export async function startPodContainer(c: PodContainer): Promise<void> {
   await runDetached(flags, c);
 }
 
+/** A controller pod's emptyDirs and the state volume it mounts. */
+export interface ControllerDirs {
+  run: string;
+  authSocket: string;
+  log: string;
+  state: string;
+}
+
+/** The controller pod's slurmctld container as the operator starts it: 401:401, fsGroup 401, read-only /etc/slurm, its emptyDirs. */
+export function controllerContainer(name: string, image: string, hostname: string, etc: string, d: ControllerDirs, hosts?: readonly string[]): PodContainer {
+  return {
+    name,
+    image,
+    hostname,
+    ...(hosts ? { hosts } : {}),
+    user: `${SLURM_UID}:${SLURM_UID}`,
+    fsGroup: SLURM_UID,
+    mounts: [`${etc}:/etc/slurm:ro`, `${d.run}:/run`, `${d.state}:/var/spool/slurmctld/${OP.cluster}`, `${d.authSocket}:/run/slurmctld`, `${d.log}:/var/log/slurm`],
+  };
+}
+
+/** The controller pod's directories of an operator cluster's files. */
+export const controllerDirs = (f: OperatorFiles): ControllerDirs => ({ run: f.empty.ctldRun, authSocket: f.empty.ctldAuthSocket, log: f.empty.ctldLog, state: f.empty.ctldState });
+
 /**
  * The logfile sidecar's job, written for this test: make the FIFO the daemon
  * logs to (mode 0777) and print whatever is written to it.
