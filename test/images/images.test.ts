@@ -89,7 +89,7 @@ const report = {
   packages: { seconds: 0, osSeconds: 0, slurm: [] as string[], pyxis: [] as string[] },
   cluster: { sinfo: "", slurmctldUsers: "", srun: "", sacct: "", mpiList: "", mpi: "", passed: false },
   gpu: { nvidia: "", nvmlMissing: "", nvml: "", node: "", srun: "", operator: "", passed: false } as GpuReport,
-  ha: { failover: { sigterm: null, sigkill: null }, failback: { sigterm: null, sigkill: null }, ping: "", sacct: "", passed: false } as HaReport,
+  ha: { failover: { sigterm: null, sigkill: null }, failback: { sigterm: null, sigkill: null }, ping: "", prologs: "", sacct: "", passed: false } as HaReport,
   pyxisMounts: { passed: false },
   operator: { passed: false, checks: {} as Record<string, string>, needsSlurm2511: [] as string[] },
   containerJobs: { imageSeconds: 0, firstStartSeconds: 0, secondStartSeconds: 0, registryFirstSeconds: 0, registrySecondSeconds: 0, checks: {}, passed: false } as ContainerJobsReport,

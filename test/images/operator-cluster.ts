@@ -7,7 +7,7 @@
  * harness's ports.
  */
 import { randomBytes } from "node:crypto";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, logsOfAll, removeContainers, requireRunning, waitFor, withDiagnosis } from "./cluster.js";
@@ -18,6 +18,8 @@ import { hs256Jwt, httpGet, httpProbe, sshArgs, tcpProbe } from "./probes.js";
 import {
   atLeast,
   changesOutsideMounts,
+  controllerContainer,
+  controllerDirs,
   NOBODY_UID,
   OP,
   OP_NAMES,
@@ -341,6 +343,62 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
       note("recoveredAfterRestart", `${recovered}; ${job.stdout.trim()}`);
       await inLogin(["scancel", jobId], 30_000);
     });
+
+    it("the controller pod rescheduled (no HA): a new container with fresh emptyDirs on the same state volume recovers the jobs and the node", async () => {
+      expect(started).toBe(true);
+      const running = await inLogin(["sbatch", "--parsable", "-J", "reschedule-running", "-t", "2", "--wrap", "sleep 20"], 30_000);
+      const held = await inLogin(["sbatch", "--parsable", "-H", "-J", "reschedule-held", "--wrap", "true"], 30_000);
+      expect(running.code, running.stderr).toBe(0);
+      expect(held.code, held.stderr).toBe(0);
+      const [runId, heldId] = [running.stdout, held.stdout].map((out) => out.trim().split(";")[0]!);
+      await waitFor("the job to run", async () => ((await inLogin(["squeue", "-h", "-j", runId!, "-o", "%T"], 30_000)).stdout.trim() === "RUNNING" ? true : undefined), {
+        timeoutMs: MINUTE,
+      });
+      // The pod is deleted (SIGTERM, then the container is gone) and created on another node:
+      // the same StateSaveLocation volume, new emptyDirs for /run and the auth socket.
+      await dockerOk(["stop", "--time", "30", n.ctld], { timeoutMs: 2 * MINUTE });
+      await removeContainers([n.ctld]);
+      for (const dir of [files!.empty.ctldRun, files!.empty.ctldAuthSocket]) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+        chownSync(dir, 0, SLURM_UID);
+        chmodSync(dir, 0o2777);
+      }
+      const since = Math.floor(Date.now() / 1000);
+      await startPodContainer(controllerContainer(n.ctld, s.ref("slurmctld"), OP.controllerPod, files!.controllerEtc, controllerDirs(files!)));
+      await waitFor(
+        "the new controller to answer",
+        async () => {
+          await requireRunning([n.ctld, n.ctldLog]);
+          const r = await inLogin(["scontrol", "ping"], 30_000);
+          return r.code === 0 && /is UP/.test(r.stdout) ? true : undefined;
+        },
+        { timeoutMs: 2 * MINUTE },
+      );
+      const log = await docker(["logs", "--since", String(since), n.ctldLog], { timeoutMs: 30_000 });
+      const recovered = /Recovered information about (\d+) jobs/.exec(`${log.stdout}${log.stderr}`);
+      expect(Number(recovered?.[1] ?? 0), "slurmctld's log of the new pod").toBeGreaterThanOrEqual(2);
+      expect((await inLogin(["squeue", "-h", "-j", heldId!, "-o", "%T"], 30_000)).stdout.trim()).toBe("PENDING");
+      // The running job finishes on the node, which stays up (not DOWN) and idle.
+      const done = await waitFor(
+        "the running job to complete",
+        async () => {
+          const r = await inLogin(["sacct", "-n", "-X", "-P", "-j", runId!, "-o", "State"], 30_000);
+          return r.stdout.trim() === "COMPLETED" ? r.stdout.trim() : undefined;
+        },
+        { timeoutMs: 2 * MINUTE },
+      );
+      const node = await waitFor(
+        "the node idle",
+        async () => {
+          const r = await inLogin(["sinfo", "--noheader", "-N", "-o", "%N %T"], 30_000);
+          return r.stdout.includes(`${OP.workerPod} idle`) ? r.stdout.trim() : undefined;
+        },
+        { timeoutMs: MINUTE },
+      );
+      note("rescheduled", `${recovered?.[0]}; running job ${done}; ${node}`);
+      await inLogin(["scancel", heldId!], 30_000);
+    }, 10 * MINUTE);
 
     it("v1.2.1's preStop only sets the node DOWN; the restarted slurmd re-registers against that record and runs a job once resumed", async () => {
       expect(started).toBe(true);

@@ -84,6 +84,22 @@ export function haSlurmConf(single: string): string {
   return `${lines.join("\n").trimEnd()}\nCommunicationParameters=NoCtldInAddrAny\n`;
 }
 
+/** Scripts as main's prolog/epilog ConfigMaps carry them: each leaves the job's id in a file of its pod's /run. */
+export const PROLOG_SCRIPTS: Record<string, string> = {
+  "prolog-slurmctld-mark.sh": '#!/bin/sh\necho "$SLURM_JOB_ID" >>/run/prolog-slurmctld.jobs\n',
+  "epilog-slurmctld-mark.sh": '#!/bin/sh\necho "$SLURM_JOB_ID" >>/run/epilog-slurmctld.jobs\n',
+  "prolog-mark.sh": '#!/bin/sh\necho "$SLURM_JOB_ID" >>/run/prolog.jobs\n',
+  "epilog-mark.sh": '#!/bin/sh\necho "$SLURM_JOB_ID" >>/run/epilog.jobs\n',
+};
+/** slurm.conf's lines for them, as controller_config.go writes them (slurmctld's by path, the nodes' by file name). */
+const PROLOG_CONF = [
+  "PrologSlurmctld=/etc/slurm/prolog-slurmctld-mark.sh",
+  "EpilogSlurmctld=/etc/slurm/epilog-slurmctld-mark.sh",
+  "Prolog=prolog-mark.sh",
+  "Epilog=epilog-mark.sh",
+  "",
+].join("\n");
+
 /** "primary"/"backup" and UP/DOWN per controller, from `scontrol ping`. */
 export function parsePing(output: string): { host: string; up: boolean }[] {
   return [...output.matchAll(/Slurmctld\((?:primary|backup\d*)\) at (\S+) is (UP|DOWN)/g)].map((m) => ({ host: m[1]!, up: m[2] === "UP" }));
@@ -95,6 +111,7 @@ export interface HaReport {
   /** Seconds from the primary's start to its being in control again and serving a job. */
   failback: Record<"sigterm" | "sigkill", number | null>;
   ping: string;
+  prologs: string;
   sacct: string;
   passed: boolean;
 }
@@ -164,15 +181,23 @@ export function haTests(s: ClusterSubject, report: HaReport): void {
     };
 
     it(
-      "two controllers as the operator runs them: scontrol ping reports primary UP and backup UP, the node registers through the Service",
+      "two controllers as the operator runs them: scontrol ping reports primary UP and backup UP, the node registers through the Service, a job's prolog/epilog ConfigMap scripts run",
       async () => {
         await removeContainers(all());
         const db = await buildTestDatabase(s.baseImage());
         f = await writeOperatorFiles(join(ENGINE_DIR, "..", "slinky-cluster"), ports, db.mysqlUid, s.version());
-        const conf = join(f.controllerEtc, "slurm.conf");
-        writeFileSync(conf, haSlurmConf(readFileSync(conf, "utf8")));
-        chmodSync(conf, 0o650);
-        chownSync(conf, 0, SLURM_UID);
+        // main's prolog/epilog ConfigMaps: mounted in /etc/slurm like every config file (0650 root:401),
+        // named in slurm.conf as its controller builder names them.
+        const files: Record<string, string> = {
+          "slurm.conf": `${haSlurmConf(readFileSync(join(f.controllerEtc, "slurm.conf"), "utf8"))}${PROLOG_CONF}`,
+          ...PROLOG_SCRIPTS,
+        };
+        for (const [name, content] of Object.entries(files)) {
+          const path = join(f.controllerEtc, name);
+          writeFileSync(path, content);
+          chmodSync(path, 0o650);
+          chownSync(path, 0, SLURM_UID);
+        }
         // The ReadWriteMany volume both replicas mount, and each pod's own emptyDirs (2777 root:401).
         const emptyDir = (path: string) => {
           mkdirSync(path, { recursive: true });
@@ -262,6 +287,21 @@ export function haTests(s: ClusterSubject, report: HaReport): void {
           }
           const r = await inLogin(["srun", "-N1", "-t", "1", "--immediate=60", "hostname"], 2 * MINUTE);
           expect(r.code, r.stderr).toBe(0);
+          // The job's prologs and epilogs ran: slurmctld's in the controller pod, the node's (sent
+          // to the configless slurmd with its configuration) in the worker pod.
+          const job = (await inLogin(["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", "hostname"], 30_000)).stdout.trim().split("\n").at(-1)!;
+          report.prologs = await waitFor(
+            "the job's prologs and epilogs",
+            async () => {
+              const read = async (name: string, file: string) => (await exec(name, ["cat", file], 10_000)).stdout.split("\n");
+              const ran = [
+                ...(await Promise.all(["/run/prolog-slurmctld.jobs", "/run/epilog-slurmctld.jobs"].map((file) => read(n.ctl[0], file)))),
+                ...(await Promise.all(["/run/prolog.jobs", "/run/epilog.jobs"].map((file) => read(n.slurmd, file)))),
+              ];
+              return ran.every((lines) => lines.includes(job)) ? `job ${job}: PrologSlurmctld, EpilogSlurmctld, Prolog, Epilog ran` : undefined;
+            },
+            { timeoutMs: MINUTE },
+          );
           started = true;
         });
       },
