@@ -8,12 +8,8 @@
  * summary line, and exits non-zero if any check failed.
  */
 import { IMAGE_NAMES, type ImageName } from "../core/catalog.js";
-import { GPU_PLUGIN_LIBRARY, NODE_PROVIDED } from "../core/gpu.js";
+import { GPU_PLUGIN_LIBRARY, type GpuPluginsByArch, NODE_PROVIDED } from "../core/gpu.js";
 import type { GpuPluginName } from "../core/manifest.js";
-import type { Architecture } from "../core/platform.js";
-
-/** The GPU plugins an image's architecture must ship (gpuPluginsByArch of the flavor). */
-export type GpuPluginsByArch = Partial<Record<Architecture, readonly GpuPluginName[]>>;
 
 interface ImageFacts {
   /** Daemons whose `-V` must print exactly `slurm <version>`. */

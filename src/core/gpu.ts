@@ -30,27 +30,35 @@ export function gpuPluginsFor(flavor: Flavor, platform: PlatformName): GpuPlugin
   });
 }
 
+/** The GPU plugins each architecture's images ship. */
+export type GpuPluginsByArch = Partial<Record<Architecture, readonly GpuPluginName[]>>;
+
 /** The plugins by architecture, for every platform the flavor builds. */
-export function gpuPluginsByArch(flavor: Flavor): Partial<Record<Architecture, GpuPluginName[]>> {
+export function gpuPluginsByArch(flavor: Flavor): GpuPluginsByArch {
   return Object.fromEntries(
     PLATFORM_NAMES.filter((platform) => flavor.platforms.includes(platform)).map((platform) => [archOf(platform), gpuPluginsFor(flavor, platform)]),
   );
 }
 
+/** The packages of `plugins` for one side, each once. */
+const packagesOf = (flavor: Flavor, plugins: readonly GpuPluginName[], side: "build" | "node") => [
+  ...new Set(plugins.flatMap((name) => flavor.gpu?.plugins[name]?.[side] ?? [])),
+];
+
 /** The packages one side needs for a platform's plugins, each once: "build" (the compile) or "node" (the slurmd images). */
 export function gpuPackages(flavor: Flavor, platform: PlatformName, side: "build" | "node"): string[] {
-  const names = gpuPluginsFor(flavor, platform).flatMap((name) => flavor.gpu?.plugins[name]?.[side] ?? []);
-  return [...new Set(names)];
+  return packagesOf(flavor, gpuPluginsFor(flavor, platform), side);
 }
 
 /** The build arguments of the GPU plugins (space-separated lists; empty when the flavor builds none). */
 export function gpuBuildArgs(flavor: Flavor, platform: PlatformName): Record<string, string> {
+  const plugins = gpuPluginsFor(flavor, platform);
   return {
-    GPU_PLUGINS: gpuPluginsFor(flavor, platform).join(" "),
+    GPU_PLUGINS: plugins.join(" "),
     GPU_APT_COMPONENTS: (flavor.gpu?.buildComponents ?? []).join(" "),
-    GPU_BUILD_PACKAGES: gpuPackages(flavor, platform, "build").join(" "),
-    GPU_NODE_PACKAGES: gpuPackages(flavor, platform, "node").join(" "),
-    GPU_NODE_LIBRARIES: gpuPluginsFor(flavor, platform)
+    GPU_BUILD_PACKAGES: packagesOf(flavor, plugins, "build").join(" "),
+    GPU_NODE_PACKAGES: packagesOf(flavor, plugins, "node").join(" "),
+    GPU_NODE_LIBRARIES: plugins
       .filter((name) => !NODE_PROVIDED.has(name))
       .map((name) => GPU_PLUGIN_LIBRARY[name])
       .join(" "),

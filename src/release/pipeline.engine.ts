@@ -20,7 +20,7 @@ import {
   reusedEntry,
   writePackages,
 } from "../cache/cachedbuild.engine.js";
-import { gpuPluginsByArch } from "../core/gpu.js";
+import { type GpuPluginsByArch, gpuPluginsByArch } from "../core/gpu.js";
 import { createLogger, type Logger } from "../core/log.js";
 import type { Manifest } from "../core/manifest.js";
 import type { PlatformName } from "../core/platform.js";
@@ -48,7 +48,7 @@ import { slsaProvenance } from "../supply-chain/provenance.js";
 import { imageMaterials, MODULE_NAME, moduleVersion } from "../supply-chain/materials.js";
 import { type GroupName, type ImageName, type ImageSpec, imageSpec } from "../core/catalog.js";
 import { type CacheReport, type PackageSetReport, renderJson, renderMarkdown, type Report } from "./report.js";
-import { type GpuPluginsByArch, smokeScript } from "../build/smoke.js";
+import { smokeScript } from "../build/smoke.js";
 import { noTrailingSlash } from "../core/inputs.js";
 
 export interface EngineRun {
@@ -226,6 +226,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
         await verifyingRunner(run.manifest, registryHost(run.registry), { ...run.verify, username: run.username, password: run.password }),
       )
     : undefined;
+  const gpuPlugins = gpuPluginsByArch(resolved.flavor);
   const report = await runCi({
     ...(signing ? { signing } : {}),
     ...(verify ? { verify } : {}),
@@ -246,7 +247,7 @@ export async function engineRun(run: EngineRun, stages: Stages): Promise<Report>
           check: async (image: string) => {
             // A reused image passed these checks in the run that wrote its entry.
             if (reusedEntry(cached, image)) return;
-            await Promise.all((await images.variants(image)).map((variant) => smokeTested(variant, image, resolved.slurm.version, gpuPluginsByArch(resolved.flavor)).sync()));
+            await Promise.all((await images.variants(image)).map((variant) => smokeTested(variant, image, resolved.slurm.version, gpuPlugins).sync()));
           },
         }
       : {}),
