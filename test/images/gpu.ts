@@ -16,7 +16,7 @@
  *   /sys/bus/pci/drivers/nvidia/<pci>/local_cpulist: files on tmpfs mounts made
  *   inside the test container (CAP_SYS_ADMIN; docker refuses bind mounts there).
  */
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,9 +35,10 @@ import {
   startDaemon,
   waitFor,
   withDiagnosis,
+  writeClusterFiles,
 } from "./cluster.js";
 import { docker, dockerOk, ENGINE_DIR, HERE, REPO, run } from "./harness.js";
-import { controllerContainer, controllerDirs, OP, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
+import { controllerContainer, controllerDirs, OP, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles, writeOwned } from "./operator.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 
 const MINUTE = 60_000;
@@ -256,31 +257,22 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
     it(
       "a node with Gres=gpu:h100:2 and AutoDetect=nvml registers idle (not drained), and srun --gres=gpu:1 gets CUDA_VISIBLE_DEVICES",
       async () => {
-        const etc = join(dir, "etc-slurm");
-        const keyOnly = join(dir, "etc-slurm-configless");
-        const state = join(dir, "state");
-        for (const d of [etc, keyOnly, state]) mkdirSync(d, { recursive: true });
+        // The mini cluster's files (key, cgroup.conf, state), with this node's slurm.conf and gres.conf.
+        const { etc, keyOnly, state } = writeClusterFiles(dir, DEFAULT_PORTS, 0);
         writeFileSync(join(etc, "slurm.conf"), slurmConf(DEFAULT_PORTS, undefined, { cpus: 2, accounting: false, gres: NODE_GRES }));
         writeFileSync(join(etc, "gres.conf"), gresConf("nvml"));
-        writeFileSync(join(etc, "cgroup.conf"), CGROUP_CONF);
-        const key = (await import("node:crypto")).randomBytes(1024);
-        for (const path of [join(etc, "slurm.key"), join(keyOnly, "slurm.key")]) writeFileSync(path, key, { mode: 0o600 });
-        await run("chown", ["-R", "401:401", etc, keyOnly, state], { timeoutMs: 10_000 });
         await withDiagnosis(
           () => logsOfAll(Object.values(names).filter((n) => n !== names.probe)),
           async () => {
             // Both through their images' own entrypoints, as root (docker run); slurmd configless gets gres.conf from slurmctld.
             await startDaemon({ name: names.ctld, image: s.ref("slurmctld"), mounts: [`${etc}:/etc/slurm:ro`, `${state}:/var/spool/slurmctld`] });
-            await dockerOk(
-              [
-                "run", "-d", "--name", names.slurmd, "--network", "host", "--label", "slinky-test=cluster", ...deviceFlags(),
-                "-v", `${keyOnly}:/etc/slurm:ro`, "-v", `${nvml}:${libDir}/libnvidia-ml.so.1:ro`,
-                "-e", `SLURMD_OPTIONS=-N ${NODE_NAME} --conf-server 127.0.0.1:${DEFAULT_PORTS.slurmctld}`,
-                "-e", `SSHD_OPTIONS=-p ${DEFAULT_PORTS.slurmdSsh}`,
-                s.ref("slurmd"),
-              ],
-              { timeoutMs: MINUTE },
-            );
+            await startDaemon({
+              name: names.slurmd,
+              image: s.ref("slurmd"),
+              devices,
+              mounts: [`${keyOnly}:/etc/slurm:ro`, `${nvml}:${libDir}/libnvidia-ml.so.1:ro`],
+              env: { SLURMD_OPTIONS: `-N ${NODE_NAME} --conf-server 127.0.0.1:${DEFAULT_PORTS.slurmctld}`, SSHD_OPTIONS: `-p ${DEFAULT_PORTS.slurmdSsh}` },
+            });
             report.node = await waitFor(
               "the GPU node to register idle",
               async () => {
@@ -327,12 +319,7 @@ export function gpuTests(s: ClusterSubject, flavor: () => Flavor, report: GpuRep
             .map((line) => (line.startsWith("AccountingStorageType=") ? "AccountingStorageType=accounting_storage/none" : line))
             .join("\n");
           const withGres = `${rendered}GresTypes=gpu\n`;
-          for (const [file, content] of [["slurm.conf", withGres], ["gres.conf", gresConf("nvml")]] as const) {
-            const path = join(f.controllerEtc, file);
-            writeFileSync(path, content);
-            chmodSync(path, 0o650);
-            chownSync(path, 0, SLURM_UID);
-          }
+          for (const [file, content] of [["slurm.conf", withGres], ["gres.conf", gresConf("nvml")]] as const) writeOwned(join(f.controllerEtc, file), content, 0o650, 0, SLURM_UID);
           // The daemons log to files in their log emptyDirs (no logfile sidecars here).
           const logFiles = () =>
             [join(f.empty.ctldLog, "slurmctld.log"), join(f.empty.workerLog, "slurmd.log")]

@@ -7,7 +7,7 @@
  * harness's ports.
  */
 import { randomBytes } from "node:crypto";
-import { appendFileSync, chmodSync, chownSync, mkdirSync, rmSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, logsOfAll, removeContainers, requireRunning, waitFor, withDiagnosis } from "./cluster.js";
@@ -20,6 +20,7 @@ import {
   changesOutsideMounts,
   controllerContainer,
   controllerDirs,
+  emptyDir,
   NOBODY_UID,
   OP,
   OP_NAMES,
@@ -360,9 +361,7 @@ export function operatorClusterTests(s: ClusterSubject, report: OperatorReport):
       await removeContainers([n.ctld]);
       for (const dir of [files!.empty.ctldRun, files!.empty.ctldAuthSocket]) {
         rmSync(dir, { recursive: true, force: true });
-        mkdirSync(dir);
-        chownSync(dir, 0, SLURM_UID);
-        chmodSync(dir, 0o2777);
+        emptyDir(dir, SLURM_UID);
       }
       const since = Math.floor(Date.now() / 1000);
       await startPodContainer(controllerContainer(n.ctld, s.ref("slurmctld"), OP.controllerPod, files!.controllerEtc, controllerDirs(files!)));

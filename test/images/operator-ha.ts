@@ -21,12 +21,12 @@
  *   the same with `scontrol ping` (the first controller that is UP) and
  *   restarts the proxy when that changes.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildTestDatabase, DEFAULT_PORTS, exec, logsOf, logsOfAll, removeContainers, requireRunning, startDaemon, waitFor, withDiagnosis } from "./cluster.js";
 import { dockerOk, ENGINE_DIR, REPO } from "./harness.js";
-import { atLeast, controllerContainer, OP, type OperatorFiles, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles } from "./operator.js";
+import { atLeast, controllerContainer, emptyDir, OP, type OperatorFiles, type OperatorPorts, removeOperatorFiles, SLURM_UID, startPodContainer, writeOperatorFiles, writeOwned } from "./operator.js";
 import type { ClusterSubject } from "./operator-cluster.js";
 import { httpProbe } from "./probes.js";
 
@@ -192,25 +192,14 @@ export function haTests(s: ClusterSubject, report: HaReport): void {
           "slurm.conf": `${haSlurmConf(readFileSync(join(f.controllerEtc, "slurm.conf"), "utf8"))}${PROLOG_CONF}`,
           ...PROLOG_SCRIPTS,
         };
-        for (const [name, content] of Object.entries(files)) {
-          const path = join(f.controllerEtc, name);
-          writeFileSync(path, content);
-          chmodSync(path, 0o650);
-          chownSync(path, 0, SLURM_UID);
-        }
+        for (const [name, content] of Object.entries(files)) writeOwned(join(f.controllerEtc, name), content, 0o650, 0, SLURM_UID);
         // The ReadWriteMany volume both replicas mount, and each pod's own emptyDirs (2777 root:401).
-        const emptyDir = (path: string) => {
-          mkdirSync(path, { recursive: true });
-          chownSync(path, 0, SLURM_UID);
-          chmodSync(path, 0o2777);
-          return path;
-        };
         state = f.empty.ctldState;
-        ctlDirs = [0, 1].map((i) => ({
-          run: emptyDir(join(f!.dir, "ha", `controller-${i}-run`)),
-          socket: emptyDir(join(f!.dir, "ha", `controller-${i}-authsocket`)),
-          log: emptyDir(join(f!.dir, "ha", `controller-${i}-log`)),
-        }));
+        ctlDirs = [0, 1].map((i) => {
+          const [run, socket, log] = ["run", "authsocket", "log"].map((name) => join(f!.dir, "ha", `controller-${i}-${name}`));
+          for (const dir of [run!, socket!, log!]) emptyDir(dir, SLURM_UID);
+          return { run: run!, socket: socket!, log: log! };
+        });
         await withDiagnosis(diagnose, async () => {
           const dbSocket = "/run/mysqld/slinky-test.sock";
           await startDaemon({

@@ -221,13 +221,15 @@ export interface OperatorFiles {
   slurmdbdConfNote: string;
 }
 
-const write = (path: string, content: string | Buffer, mode: number, uid: number, gid: number) => {
+/** A file with the owner and mode the kubelet gives it in a projected volume. */
+export const writeOwned = (path: string, content: string | Buffer, mode: number, uid: number, gid: number) => {
   writeFileSync(path, content, { mode });
   chmodSync(path, mode);
   chownSync(path, uid, gid);
 };
 
-const emptyDir = (path: string, fsGroup: number | null) => {
+/** An emptyDir's directory: 2777 root:<fsGroup>, or 0777 root:root without fsGroup. */
+export const emptyDir = (path: string, fsGroup: number | null) => {
   mkdirSync(path, { recursive: true });
   if (fsGroup === null) {
     chownSync(path, 0, 0);
@@ -259,17 +261,17 @@ export async function writeOperatorFiles(
 
   // Controller: projected volume, defaultMode 0610, fsGroup 401 -> 0650 root:401.
   const controllerEtc = d("controller-etc");
-  write(join(controllerEtc, "slurm.conf"), slurmConf, 0o650, 0, SLURM_UID);
-  write(join(controllerEtc, "cgroup.conf"), "CgroupPlugin=disabled\n", 0o650, 0, SLURM_UID);
-  write(join(controllerEtc, "slurm.key"), slurmKey, 0o650, 0, SLURM_UID);
-  write(join(controllerEtc, "jwt.key"), jwtKey, 0o650, 0, SLURM_UID);
+  writeOwned(join(controllerEtc, "slurm.conf"), slurmConf, 0o650, 0, SLURM_UID);
+  writeOwned(join(controllerEtc, "cgroup.conf"), "CgroupPlugin=disabled\n", 0o650, 0, SLURM_UID);
+  writeOwned(join(controllerEtc, "slurm.key"), slurmKey, 0o650, 0, SLURM_UID);
+  writeOwned(join(controllerEtc, "jwt.key"), jwtKey, 0o650, 0, SLURM_UID);
 
   // Accounting: defaultMode 0600, fsGroup 401 -> 0640 root:401.
   const dbdConf = operatorSlurmdbdConf(ports, password);
   const accountingEtcProjected = d("accounting-etc-projected");
-  write(join(accountingEtcProjected, "slurmdbd.conf"), dbdConf, 0o640, 0, SLURM_UID);
-  write(join(accountingEtcProjected, "slurm.key"), slurmKey, 0o640, 0, SLURM_UID);
-  write(join(accountingEtcProjected, "jwt.key"), jwtKey, 0o640, 0, SLURM_UID);
+  writeOwned(join(accountingEtcProjected, "slurmdbd.conf"), dbdConf, 0o640, 0, SLURM_UID);
+  writeOwned(join(accountingEtcProjected, "slurm.key"), slurmKey, 0o640, 0, SLURM_UID);
+  writeOwned(join(accountingEtcProjected, "jwt.key"), jwtKey, 0o640, 0, SLURM_UID);
   let accountingEtc = accountingEtcProjected;
   let slurmdbdConfNote = "slurmdbd.conf 0640 root:401, as the kubelet projects it";
   if (!atLeast(slurmVersion, "25.11")) {
@@ -278,9 +280,9 @@ export async function writeOperatorFiles(
     // container copying it into an emptyDir would make it (the operator's own
     // initconf pattern); the keys stay as projected.
     accountingEtc = d("accounting-etc");
-    write(join(accountingEtc, "slurmdbd.conf"), dbdConf, 0o600, SLURM_UID, SLURM_UID);
-    write(join(accountingEtc, "slurm.key"), slurmKey, 0o640, 0, SLURM_UID);
-    write(join(accountingEtc, "jwt.key"), jwtKey, 0o640, 0, SLURM_UID);
+    writeOwned(join(accountingEtc, "slurmdbd.conf"), dbdConf, 0o600, SLURM_UID, SLURM_UID);
+    writeOwned(join(accountingEtc, "slurm.key"), slurmKey, 0o640, 0, SLURM_UID);
+    writeOwned(join(accountingEtc, "jwt.key"), jwtKey, 0o640, 0, SLURM_UID);
     slurmdbdConfNote =
       `Slurm ${slurmVersion} refuses the projected 0640 root:401 slurmdbd.conf; ` +
       "this cluster mounts it 0600 401:401 (as an initconf-style init container copying it into an emptyDir would), " +
@@ -289,17 +291,17 @@ export async function writeOperatorFiles(
 
   // Restapi: defaultMode 0600, fsGroup 65534 -> 0640 root:65534.
   const restapiEtc = d("restapi-etc");
-  write(join(restapiEtc, "slurm.conf"), slurmConf, 0o640, 0, NOBODY_UID);
-  write(join(restapiEtc, "slurm.key"), slurmKey, 0o640, 0, NOBODY_UID);
+  writeOwned(join(restapiEtc, "slurm.conf"), slurmConf, 0o640, 0, NOBODY_UID);
+  writeOwned(join(restapiEtc, "slurm.key"), slurmKey, 0o640, 0, NOBODY_UID);
 
   // Worker: defaultMode 0600, no fsGroup -> 0600 root:root; configless, the key only.
   const workerEtc = d("worker-etc");
-  write(join(workerEtc, "slurm.key"), slurmKey, 0o600, 0, 0);
+  writeOwned(join(workerEtc, "slurm.key"), slurmKey, 0o600, 0, 0);
 
   // Login: its initconf container copies the key into an emptyDir, 0600 401:401.
   const loginEtc = d("login-etc");
   chmodSync(loginEtc, 0o777);
-  write(join(loginEtc, "slurm.key"), slurmKey, 0o600, SLURM_UID, SLURM_UID);
+  writeOwned(join(loginEtc, "slurm.key"), slurmKey, 0o600, SLURM_UID, SLURM_UID);
 
   const empty = {
     ctldRun: join(dir, "empty", "controller-run"),
@@ -330,11 +332,11 @@ export async function writeOperatorFiles(
   const c = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "slinky-test", "-f", clientKey], { timeoutMs: 60_000 });
   if (c.code !== 0) throw new Error(`ssh-keygen client key: ${c.stderr}`);
   const authorizedKeys = join(ssh, "authorized_keys");
-  write(authorizedKeys, `#\n### SLINKY ###\n${readFileSync(`${clientKey}.pub`, "utf8")}`, 0o600, 0, 0);
+  writeOwned(authorizedKeys, `#\n### SLINKY ###\n${readFileSync(`${clientKey}.pub`, "utf8")}`, 0o600, 0, 0);
   const sshdConfig = join(ssh, "sshd_config");
-  write(sshdConfig, operatorSshdConfig([`Port ${ports.loginSsh}`, "ListenAddress 127.0.0.1"]), 0o600, 0, 0);
+  writeOwned(sshdConfig, operatorSshdConfig([`Port ${ports.loginSsh}`, "ListenAddress 127.0.0.1"]), 0o600, 0, 0);
   const sssdConf = join(ssh, "sssd.conf");
-  write(
+  writeOwned(
     sssdConf,
     [
       "[sssd]",
@@ -353,7 +355,7 @@ export async function writeOperatorFiles(
     0,
   );
   const dbInit = join(dir, "db-init.sql");
-  write(dbInit, dbInitSql(password), 0o600, dbUid, dbUid);
+  writeOwned(dbInit, dbInitSql(password), 0o600, dbUid, dbUid);
   return {
     dir,
     jwtKey,
